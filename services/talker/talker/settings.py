@@ -17,8 +17,11 @@ class Settings(BaseSettings):
     port: int = 8000
     # When set, /metrics is (also) served on this port so a deployment can keep it off the public network.
     metrics_port: int | None = None
-    # Serve /metrics on the API port as well (turn off when metrics_port is used for isolation).
-    metrics_on_api_port: bool = True
+    # Serve /metrics on the API port too. Unset = only when metrics_port is unset: choosing a dedicated
+    # metrics port means "keep metrics off the public API port" unless this says otherwise.
+    metrics_on_api_port: bool | None = None
+    # Record Prometheus metrics at all (off only to measure what instrumentation costs, see bench/).
+    metrics_enabled: bool = True
 
     # Engines
     tts_engine: Literal["espeak", "piper"] = "espeak"  # default engine; the other is loaded when available
@@ -30,6 +33,9 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"  # animator device; auto = CUDA when available
     video_size: int = 256  # output video edge in pixels
     video_fps: int = 25
+    # Intra-op threads for torch (animator) and onnxruntime (Piper): the reference box has 2 cores shared
+    # by concurrent requests and ffmpeg, so more threads only add contention.
+    engine_threads: int = Field(default=2, ge=1)
 
     # Serving
     max_concurrency: int = Field(default=2, ge=1)
@@ -43,6 +49,12 @@ class Settings(BaseSettings):
     # Logging
     log_level: str = "INFO"
     log_text: bool = False  # log request text (off by default: user content is private)
+
+    @property
+    def serve_metrics_on_api_port(self) -> bool:
+        if self.metrics_on_api_port is None:
+            return self.metrics_port is None
+        return self.metrics_on_api_port
 
 
 @lru_cache

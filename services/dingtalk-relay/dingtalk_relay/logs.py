@@ -1,0 +1,65 @@
+"""Logging setup that keeps robot tokens and secrets out of every log line."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
+
+
+class RedactSecrets(logging.Filter):
+    """Defence in depth: we never log secrets on purpose, this catches third-party messages and tracebacks."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self._secrets: set[str] = set()
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        for secret in secrets:
+            if len(secret) >= 4:
+                self._secrets |= {secret, quote(secret, safe=""), quote_plus(secret)}
+
+    def _redact(self, text: str) -> str:
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._secrets:
+            return True
+        message = record.getMessage()
+        redacted = self._redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._redact(record.exc_text)
+        return True
+
+
+def quiet_http_client_logs() -> None:
+    # httpx logs every request URL at INFO, and DingTalk's URL carries access_token and sign.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def install_redaction(secrets: Iterable[str]) -> RedactSecrets:
+    """Attach one redacting filter to every root handler (records from all loggers pass through them)."""
+    root = logging.getLogger()
+    existing = next(
+        (f for h in root.handlers for f in h.filters if isinstance(f, RedactSecrets)),
+        None,
+    )
+    redactor = existing or RedactSecrets()
+    redactor.add(secrets)
+    for handler in root.handlers:
+        if redactor not in handler.filters:
+            handler.addFilter(redactor)
+    return redactor
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_http_client_logs()

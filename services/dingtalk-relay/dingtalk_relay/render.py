@@ -1,0 +1,257 @@
+"""Alertmanager alerts -> DingTalk markdown message that always fits DingTalk's 20000-byte body limit.
+
+Templates are Jinja2 files (templates/*.md.j2); a file of the same name in RELAY_TEMPLATES_DIR overrides ours.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+from .models import WebhookPayload
+from .targets import Target
+
+MAX_TITLE_CHARS = 100
+MAX_FIELD_CHARS = 300  # one-line fields (instance, summary, label values): longer ones are noise on a phone
+# Descriptions are shortened step by step before whole alerts are left out.
+DESCRIPTION_CAPS: tuple[int | None, ...] = (None, 500, 200, 80, 0)
+_SEVERITY_ORDER = {"critical": 0, "error": 1, "warning": 2, "info": 3}
+_WHITESPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class AlertView:
+    """One alert as the templates see it: plain strings, times already in the configured timezone."""
+
+    name: str
+    status: str  # firing | resolved
+    severity: str
+    instance: str
+    summary: str
+    description: str
+    starts_at: str
+    ends_at: str | None
+    generator_url: str
+    silence_url: str
+    runbook_url: str
+
+    @property
+    def sort_key(self) -> tuple[int, int, str]:
+        return (0 if self.status == "firing" else 1, _SEVERITY_ORDER.get(self.severity, 9), self.name)
+
+
+@dataclass(frozen=True)
+class DingTalkMessage:
+    title: str
+    text: str
+    at_mobiles: tuple[str, ...] = ()
+    at_all: bool = False
+    omitted_alerts: int = 0
+    shortened: bool = False
+
+    @property
+    def truncated(self) -> bool:
+        return self.shortened or self.omitted_alerts > 0
+
+    def body(self) -> dict[str, object]:
+        return {
+            "msgtype": "markdown",
+            "markdown": {"title": self.title, "text": self.text},
+            "at": {"atMobiles": list(self.at_mobiles), "isAtAll": self.at_all},
+        }
+
+    def encode(self) -> bytes:
+        """The exact bytes we POST: UTF-8 without \\u escapes (escaping would double Chinese text's size)."""
+        return json.dumps(self.body(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _one_line(text: str, limit: int = MAX_FIELD_CHARS) -> str:
+    return _cap(_WHITESPACE.sub(" ", text).strip(), limit)
+
+
+def _cap(text: str, limit: int | None) -> str:
+    if limit is None or len(text) <= limit:
+        return text
+    return text[: max(limit - 1, 0)] + "…" if limit > 0 else ""
+
+
+def silence_url(external_url: str, labels: dict[str, str]) -> str:
+    """Alertmanager UI link that opens "new silence" pre-filled with this alert's label matchers."""
+    if not external_url:
+        return ""
+    matchers = ", ".join(
+        f'{key}="{value.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+        for key, value in sorted(labels.items())
+    )
+    return f"{external_url.rstrip('/')}/#/silences/new?filter={quote('{' + matchers + '}', safe='')}"
+
+
+def alert_views(payload: WebhookPayload, tz: ZoneInfo) -> list[AlertView]:
+    def when(moment: datetime | None) -> str | None:
+        if moment is None or moment.year < 2000:  # Alertmanager sends 0001-01-01 for "no end yet"
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+    views = []
+    for alert in payload.alerts:
+        labels, annotations = alert.labels, alert.annotations
+        views.append(
+            AlertView(
+                name=_one_line(labels.get("alertname", "(无名告警)"), 120),
+                status=alert.status,
+                severity=_one_line(labels.get("severity", "none"), 40),
+                instance=_one_line(labels.get("instance") or labels.get("job") or "-"),
+                summary=_one_line(annotations.get("summary", "")),
+                description=_WHITESPACE.sub(" ", annotations.get("description", "")).strip(),
+                starts_at=when(alert.startsAt) or "-",
+                ends_at=when(alert.endsAt) if alert.status == "resolved" else None,
+                generator_url=alert.generatorURL,
+                silence_url=silence_url(payload.externalURL, labels),
+                runbook_url=annotations.get("runbook_url", ""),
+            )
+        )
+    return views
+
+
+class MessageRenderer:
+    def __init__(self, *, timezone: str, max_body_bytes: int, templates_dir: Path | None = None) -> None:
+        self.tz = ZoneInfo(timezone)
+        self.max_body_bytes = max_body_bytes
+        loaders: list[jinja2.BaseLoader] = [jinja2.PackageLoader("dingtalk_relay", "templates")]
+        if templates_dir is not None:
+            loaders.insert(0, jinja2.FileSystemLoader(str(templates_dir)))
+        self._env = jinja2.Environment(  # noqa: S701 - markdown, not HTML: escaping would garble it
+            loader=jinja2.ChoiceLoader(loaders),
+            trim_blocks=True,
+            lstrip_blocks=True,
+            undefined=jinja2.StrictUndefined,
+        )
+
+    def check_templates(self) -> None:
+        for name in ("alerts.md.j2", "heartbeat_broken.md.j2", "heartbeat_recovered.md.j2"):
+            self._env.get_template(name)
+
+    def views(self, payload: WebhookPayload) -> list[AlertView]:
+        return alert_views(payload, self.tz)
+
+    # -- alerts -------------------------------------------------------------------------------------------
+    def render_alerts(
+        self, target: Target, alerts: Sequence[AlertView], upstream_truncated: int = 0
+    ) -> DingTalkMessage:
+        """Whole message if it fits; else shorter descriptions; else as many alerts as fit plus "省略 N 条"."""
+        ordered = sorted(alerts, key=lambda a: a.sort_key)
+        for cap in DESCRIPTION_CAPS:
+            shown = [replace(a, description=_cap(a.description, cap)) for a in ordered]
+            changed = cap is not None and any(len(a.description) > cap for a in ordered)
+            if cap is not None and not changed:
+                continue  # this cap shortens nothing: the message is the one we already measured
+            message = self._alerts_message(target, ordered, shown, upstream_truncated, shortened=changed)
+            if len(message.encode()) <= self.max_body_bytes:
+                return message
+        # Even without descriptions it is too big: keep the first k alerts (firing, most severe first).
+        shown = [replace(a, description="", summary=_cap(a.summary, 60)) for a in ordered]
+        lo, hi = 0, len(shown) - 1
+        while lo < hi:  # largest k that fits
+            mid = (lo + hi + 1) // 2
+            if len(self._alerts_message(target, ordered, shown[:mid], upstream_truncated, True).encode()) <= (
+                self.max_body_bytes
+            ):
+                lo = mid
+            else:
+                hi = mid - 1
+        message = self._alerts_message(target, ordered, shown[:lo], upstream_truncated, True)
+        return self._hard_cap(message)
+
+    def fits_untruncated(self, target: Target, alerts: Sequence[AlertView], upstream_truncated: int = 0) -> bool:
+        ordered = sorted(alerts, key=lambda a: a.sort_key)
+        message = self._alerts_message(target, ordered, ordered, upstream_truncated, shortened=False)
+        return len(message.encode()) <= self.max_body_bytes
+
+    def _alerts_message(
+        self,
+        target: Target,
+        all_alerts: Sequence[AlertView],
+        shown: Sequence[AlertView],
+        upstream_truncated: int,
+        shortened: bool,
+    ) -> DingTalkMessage:
+        firing = sum(1 for a in all_alerts if a.status == "firing")
+        resolved = len(all_alerts) - firing
+        title = self._title(target, firing, resolved, [a.name for a in all_alerts])
+        mention = target.mentions_for({a.severity for a in all_alerts if a.status == "firing"})
+        omitted = len(all_alerts) - len(shown)
+        text = self._env.get_template("alerts.md.j2").render(
+            title=title,
+            alerts=shown,
+            firing=firing,
+            resolved=resolved,
+            omitted=omitted,
+            upstream_truncated=upstream_truncated,
+            keyword=target.keyword or "",
+            mentions=list(target.at_mobiles) if mention else [],
+            at_all=mention and target.at_all,
+        )
+        return DingTalkMessage(
+            title=title,
+            text=text,
+            at_mobiles=target.at_mobiles if mention else (),
+            at_all=mention and target.at_all,
+            omitted_alerts=omitted,
+            shortened=shortened,
+        )
+
+    @staticmethod
+    def _title(target: Target, firing: int, resolved: int, names: Iterable[str]) -> str:
+        counts = [f"告警 {firing} 条"] if firing else []
+        if resolved:
+            counts.append(f"恢复 {resolved} 条")
+        distinct = list(dict.fromkeys(names))
+        what = distinct[0] if len(distinct) == 1 else f"{distinct[0]} 等 {len(distinct)} 种"
+        title = _cap(f"[{' / '.join(counts)}] {what}", MAX_TITLE_CHARS)
+        if target.keyword and target.keyword not in title:
+            title = f"{title} {target.keyword}"  # DingTalk's keyword check: keep it in title and text
+        return title
+
+    def _hard_cap(self, message: DingTalkMessage) -> DingTalkMessage:
+        """Last resort for absurd inputs (one huge alert name): cut the text by bytes."""
+        while len(message.encode()) > self.max_body_bytes:
+            overflow = len(message.encode()) - self.max_body_bytes
+            keep = max(len(message.text) - overflow - 64, 0)
+            message = replace(message, text=message.text[:keep] + "\n\n…(消息过长，已截断)", shortened=True)
+        return message
+
+    # -- dead man's switch --------------------------------------------------------------------------------
+    def render_heartbeat(
+        self, target: Target, *, broken: bool, last_seen: float | None, timeout: float
+    ) -> DingTalkMessage:
+        last = (
+            datetime.fromtimestamp(last_seen, tz=self.tz).strftime("%Y-%m-%d %H:%M:%S %Z") if last_seen else "-"
+        )
+        title = "监控链路中断 / monitoring pipeline broken" if broken else "监控链路恢复 / monitoring pipeline restored"
+        if target.keyword and target.keyword not in title:
+            title = f"{title} {target.keyword}"
+        mention = broken and target.mentions_for({"critical"})
+        text = self._env.get_template("heartbeat_broken.md.j2" if broken else "heartbeat_recovered.md.j2").render(
+            title=title,
+            last_seen=last,
+            timeout_seconds=int(timeout),
+            keyword=target.keyword or "",
+            mentions=list(target.at_mobiles) if mention else [],
+            at_all=mention and target.at_all,
+        )
+        return DingTalkMessage(
+            title=title,
+            text=text,
+            at_mobiles=target.at_mobiles if mention else (),
+            at_all=mention and target.at_all,
+        )

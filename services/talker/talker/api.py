@@ -1,0 +1,243 @@
+"""HTTP routes. Thin: validate, call TalkerService, turn its outcomes into responses."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, ValidationError
+
+from talker.errors import ApiError, invalid_input
+from talker.faults import FaultConfig
+from talker.limiter import Overloaded, QueueTimeout, RunTimeout
+from talker.metrics import CONTENT_TYPE_LATEST
+from talker.observe import request_context
+from talker.schemas import FaultBody, SpeechBody, TalkBody
+from talker.service import SpeechRequest, TalkerService
+from talker.types import EMOTIONS, Cancelled, SpeechOutput, TalkOutput, UnknownAvatar, UnknownVoice
+
+STATIC_DIR = Path(__file__).parent / "static"
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+
+def get_service(request: Request) -> TalkerService:
+    service: TalkerService = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[TalkerService, Depends(get_service)]
+
+
+# --- /v1: the product ------------------------------------------------------------------------------
+async def require_loaded(service: ServiceDep) -> None:
+    if not service.loaded:
+        raise ApiError(503, "not ready", detail=f"engines are {service.state}", headers={"Retry-After": "5"})
+
+
+async def maybe_inject_error(service: ServiceDep) -> None:
+    if service.faults.should_fail():
+        raise ApiError(500, "injected fault", detail="error_rate fault injection is active (POST /admin/faults)")
+
+
+v1 = APIRouter(prefix="/v1", tags=["talker"], dependencies=[Depends(maybe_inject_error), Depends(require_loaded)])
+
+
+@v1.post("/tts", response_class=Response, responses={200: {"content": {"audio/wav": {}}}})
+async def tts(body: SpeechBody, request: Request, service: ServiceDep) -> Response:
+    """Text -> WAV (16-bit PCM mono), produced in memory."""
+    req = _speech_request(body, service)
+    out: SpeechOutput = await _bounded(service.synthesize(req))
+    _describe_result(request, service, req, out.engine, out.audio_seconds, out.timings)
+    headers = _result_headers(out.engine, out.audio_seconds, out.timings)
+    return Response(out.wav, media_type="audio/wav", headers=headers)
+
+
+@v1.post("/talk", response_class=Response, responses={200: {"content": {"video/mp4": {}}}})
+async def talk(body: TalkBody, request: Request, service: ServiceDep) -> Response:
+    """Text -> talking-head MP4 (H.264 + AAC)."""
+    req = _speech_request(body, service, avatar=body.avatar)
+    out: TalkOutput = await _bounded(service.talk(req))
+    _describe_result(request, service, req, out.engine, out.audio_seconds, out.timings)
+    headers = _result_headers(out.engine, out.audio_seconds, out.timings)
+    headers["X-Video-Frames"] = str(out.frames)
+    return Response(out.mp4, media_type="video/mp4", headers=headers)
+
+
+@v1.get("/voices")
+async def voices(service: ServiceDep) -> dict[str, Any]:
+    return {
+        "voices": [vars(v) for v in service.pipeline.voices()],
+        "default": service.settings.default_voice,
+        "emotions": list(EMOTIONS),
+    }
+
+
+@v1.get("/avatars")
+async def avatars(service: ServiceDep) -> dict[str, Any]:
+    return {"avatars": [vars(a) for a in service.pipeline.avatars()], "default": service.settings.default_avatar}
+
+
+def _speech_request(body: SpeechBody, service: TalkerService, avatar: str | None = None) -> SpeechRequest:
+    limit = service.settings.max_text_chars
+    if len(body.text) > limit:
+        raise ApiError(
+            422,
+            "text too long",
+            field="text",
+            detail=f"at most {limit} characters, got {len(body.text)}",
+            reason="invalid",
+            max_chars=limit,
+        )
+    pipeline = service.pipeline
+    if body.voice is not None and not pipeline.has_voice(body.voice):
+        raise _unknown("voice", [v.id for v in pipeline.voices()])
+    if avatar is not None and not pipeline.has_avatar(avatar):
+        raise _unknown("avatar", [a.id for a in pipeline.avatars()])
+    return SpeechRequest(text=body.text, voice=body.voice, emotion=body.emotion, speed=body.speed, avatar=avatar)
+
+
+def _unknown(field: str, allowed: list[str]) -> ApiError:
+    return ApiError(
+        422, f"unknown {field}", field=field, detail=f"use one of the listed {field} ids", reason="invalid",
+        allowed=allowed,
+    )
+
+
+async def _bounded(work: Awaitable[T]) -> T:
+    """Await a slot-limited job, translating its refusals into HTTP answers."""
+    try:
+        return await work
+    except Overloaded as exc:
+        raise ApiError(
+            429, "overloaded", detail="all synthesis slots and queue places are taken; retry later",
+            reason="overloaded", headers={"Retry-After": str(exc.retry_after_s)},
+        ) from None
+    except QueueTimeout:
+        raise ApiError(
+            503, "timed out waiting for a free slot", detail="the request waited in the queue past its deadline",
+            reason="timeout", headers={"Retry-After": "5"},
+        ) from None
+    except (RunTimeout, Cancelled):
+        raise ApiError(
+            504, "timed out", detail="synthesis ran past TALKER_REQUEST_TIMEOUT_S and was stopped", reason="timeout"
+        ) from None
+    except UnknownVoice:
+        raise ApiError(422, "unknown voice", field="voice", reason="invalid") from None
+    except UnknownAvatar:
+        raise ApiError(422, "unknown avatar", field="avatar", reason="invalid") from None
+
+
+def _describe_result(
+    request: Request, service: TalkerService, req: SpeechRequest, engine: str, audio_s: float,
+    timings: dict[str, float],
+) -> None:
+    ctx = request_context(request)
+    ctx.timings = dict(timings)
+    ctx.details.update(engine=engine, audio_seconds=round(audio_s, 3), chars=len(req.text), emotion=req.emotion)
+    if service.settings.log_text:
+        ctx.details["text"] = req.text
+
+
+def _result_headers(engine: str, audio_s: float, timings: dict[str, float]) -> dict[str, str]:
+    server_timing = ", ".join(f"{stage};dur={seconds * 1000:.1f}" for stage, seconds in timings.items())
+    headers = {"X-Audio-Seconds": f"{audio_s:.3f}", "X-TTS-Engine": engine, "Cache-Control": "no-store"}
+    if server_timing:
+        headers["Server-Timing"] = server_timing
+    return headers
+
+
+# --- probes ----------------------------------------------------------------------------------------
+probes = APIRouter(tags=["probes"])
+
+
+@probes.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is alive and serving HTTP (engines may still be loading)."""
+    return {"status": "ok"}
+
+
+@probes.get("/readyz")
+async def readyz(service: ServiceDep) -> JSONResponse:
+    """Engines loaded and warmed up (and no not_ready fault): 200, else 503."""
+    body = service.readiness()
+    return JSONResponse(body, status_code=200 if body["ready"] else 503)
+
+
+# --- /metrics on the API port (only when configured; see Settings.serve_metrics_on_api_port) -------
+metrics_router = APIRouter(tags=["metrics"])
+
+
+@metrics_router.get("/metrics", response_class=Response)
+def metrics(service: ServiceDep) -> Response:
+    # A plain def: FastAPI runs it in a worker thread, so slow NVML reads never stall the event loop.
+    return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+# --- /admin: fault injection -----------------------------------------------------------------------
+async def require_admin(request: Request, service: ServiceDep) -> None:
+    token = service.settings.admin_token
+    if token is None:
+        raise ApiError(404, "not found")  # disabled: look exactly like a route that does not exist
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise ApiError(
+            401, "unauthorized", detail="send Authorization: Bearer <TALKER_ADMIN_TOKEN>", reason="unauthorized",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode()):
+        raise ApiError(403, "forbidden", detail="wrong admin token", reason="unauthorized")
+
+
+admin = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+
+
+@admin.get("/faults")
+async def get_faults(service: ServiceDep) -> dict[str, Any]:
+    return _fault_state(service)
+
+
+@admin.post("/faults")
+async def set_faults(request: Request, service: ServiceDep) -> dict[str, Any]:
+    # The body is parsed here, after the auth check, so an anonymous caller learns nothing from validation.
+    body = await _parse_body(request, FaultBody)
+    service.set_faults(FaultConfig(body.error_rate, body.extra_latency_ms, body.not_ready))
+    return _fault_state(service)
+
+
+@admin.delete("/faults")
+async def clear_faults(service: ServiceDep) -> dict[str, Any]:
+    service.clear_faults()
+    return _fault_state(service)
+
+
+def _fault_state(service: TalkerService) -> dict[str, Any]:
+    config = service.faults.config
+    return {"faults": config.as_dict(), "active": config.active_kinds()}
+
+
+async def _parse_body(request: Request, model: type[M]) -> M:
+    raw = await request.body()
+    try:
+        data = json.loads(raw or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        pos = getattr(exc, "pos", getattr(exc, "start", 0))
+        raise invalid_input([{"type": "json_invalid", "loc": ("body", pos), "msg": "JSON decode error"}]) from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_input([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+
+
+# --- demo page -------------------------------------------------------------------------------------
+demo = APIRouter(include_in_schema=False)
+
+
+@demo.get("/")
+async def index() -> FileResponse:
+    return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})

@@ -1,0 +1,104 @@
+"""Client-facing errors: one JSON shape `{"error", "field"?, "detail"?, ...}` for every 4xx/5xx we answer.
+
+Clients (and the demo page) can always read `error` and, for bad input, `field`. Nothing here ever
+includes a stack trace or echoes the client's text back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from talker.types import EMOTIONS
+
+
+class ApiError(Exception):
+    """An error answered as JSON; `reason` (a talker_requests_rejected_total label) counts it."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        *,
+        field: str | None = None,
+        detail: Any = None,
+        reason: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(error)
+        self.status = status
+        self.body: dict[str, Any] = {"error": error}
+        if field is not None:
+            self.body["field"] = field
+        if detail is not None:
+            self.body["detail"] = detail
+        self.body.update(extra)
+        self.reason = reason
+        self.headers = headers
+
+
+def invalid_input(errors: Sequence[Any]) -> ApiError:
+    """Turn pydantic's error list into one 4xx naming the first bad field (all of them under `errors`)."""
+    fields = [_describe(e) for e in errors]
+    first = fields[0] if fields else {"field": "body", "detail": "invalid request"}
+    if first.get("type") == "json_invalid":
+        return ApiError(400, "malformed JSON", field="body", detail=first["detail"], reason="invalid")
+    extra: dict[str, Any] = {}
+    if first["field"] == "emotion":
+        extra["allowed"] = list(EMOTIONS)
+    return ApiError(
+        422,
+        f"invalid {first['field']}",
+        field=first["field"],
+        detail=first["detail"],
+        reason="invalid",
+        errors=[{"field": f["field"], "detail": f["detail"]} for f in fields],
+        **extra,
+    )
+
+
+def _describe(error: Any) -> dict[str, str]:
+    loc = [str(part) for part in error.get("loc", ()) if part != "body"]
+    kind = str(error.get("type", ""))
+    if kind == "json_invalid":
+        pos = error.get("loc", ("body", "?"))[-1]
+        return {"field": "body", "type": kind, "detail": f"request body is not valid JSON (at character {pos})"}
+    if not loc:
+        detail = "request body is required" if kind == "missing" else "request body must be a JSON object"
+        return {"field": "body", "type": kind, "detail": detail}
+    # pydantic's message never contains the input itself, so it is safe to return.
+    return {"field": ".".join(loc), "type": kind, "detail": str(error.get("msg", "invalid value"))}
+
+
+def error_response(exc: ApiError) -> JSONResponse:
+    return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
+
+
+def install_error_handlers(app: FastAPI, count_rejection: Callable[[str], None]) -> None:
+    """count_rejection(reason) is called for every refused request that has a reason."""
+
+    async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        if exc.reason:
+            count_rejection(exc.reason)
+        return error_response(exc)
+
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return await on_api_error(request, invalid_input(exc.errors()))
+
+    async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        messages = {404: "not found", 405: "method not allowed"}
+        body = {"error": messages.get(exc.status_code, str(exc.detail).lower())}
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)

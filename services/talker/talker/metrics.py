@@ -1,0 +1,152 @@
+"""Every talker metric, defined once. Dashboards, alert rules and tests refer to these names.
+
+Metrics live in a per-app CollectorRegistry (not the global one) so several apps can exist in one
+process (tests, the benchmark) without "duplicated timeseries" errors. Label values come only from
+small fixed sets: route templates, HTTP methods and status codes, STAGES, engine names, fault kinds.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from talker import __version__
+from talker.types import STAGES
+
+# 5 ms .. 60 s: a cached voice list answers in ms, a long talking-head video takes tens of seconds.
+DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
+# Compute seconds per audio second: espeak is ~0.002, Piper ~0.06, the animator+encoder ~0.1; 1 = real time.
+REALTIME_FACTOR_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+
+REJECT_REASONS: tuple[str, ...] = ("overloaded", "timeout", "invalid", "unauthorized")
+FAULT_KINDS: tuple[str, ...] = ("error_rate", "extra_latency", "not_ready")
+ENGINES: tuple[str, ...] = ("espeak", "piper")
+# Requests that matched no route share one label value, so scanners cannot blow up cardinality.
+UNMATCHED_ROUTE = "unmatched"
+
+__all__ = ["CONTENT_TYPE_LATEST", "TalkerMetrics"]
+
+
+class TalkerMetrics:
+    """The talker's metric objects in their own registry, plus the exposition of that registry."""
+
+    def __init__(self, *, tts_engine: str, device: str = "unknown") -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        # The same process_*/python_* series the global registry would have.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+
+        self.build_info = Gauge(
+            "talker_build_info",
+            "Always 1; labels say which version, default TTS engine and device are running.",
+            ["version", "tts_engine", "device"],
+            registry=r,
+        )
+        self._build_labels: tuple[str, str, str] | None = None
+        self.set_build_info(tts_engine=tts_engine, device=device)
+
+        self.http_requests = Counter(
+            "talker_http_requests",
+            "HTTP requests answered, by route template and status code.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "talker_http_request_duration_seconds",
+            "Time from request received to response sent.",
+            ["method", "route"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.http_in_flight = Gauge("talker_http_requests_in_flight", "HTTP requests being handled now.", registry=r)
+        self.rejected = Counter(
+            "talker_requests_rejected",
+            "Requests refused: overloaded (429), timeout (503/504), invalid (4xx input), unauthorized (admin).",
+            ["reason"],
+            registry=r,
+        )
+        for reason in REJECT_REASONS:
+            self.rejected.labels(reason)
+
+        self.queue_depth = Gauge("talker_queue_depth", "Requests waiting for a synthesis slot.", registry=r)
+        self.concurrency_limit = Gauge(
+            "talker_concurrency_limit", "Synthesis slots (TALKER_MAX_CONCURRENCY).", registry=r
+        )
+        self.active_sessions = Gauge(
+            "talker_active_sessions", "Synthesis/rendering jobs holding a slot now.", registry=r
+        )
+
+        self.stage_duration = Histogram(
+            "talker_stage_duration_seconds",
+            "Compute time of one pipeline stage for one request.",
+            ["stage"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.realtime_factor = Histogram(
+            "talker_realtime_factor",
+            "Stage compute seconds per second of audio produced (below 1 is faster than real time).",
+            ["stage"],
+            buckets=REALTIME_FACTOR_BUCKETS,
+            registry=r,
+        )
+        for stage in STAGES:
+            self.stage_duration.labels(stage)
+            self.realtime_factor.labels(stage)
+
+        self.audio_seconds = Counter(
+            "talker_audio_seconds", "Seconds of speech synthesized.", ["engine"], registry=r
+        )
+        self.characters = Counter(
+            "talker_synthesized_characters", "Characters of text synthesized.", ["engine"], registry=r
+        )
+        self.video_frames = Counter("talker_video_frames", "Video frames rendered.", registry=r)
+
+        self.ready = Gauge("talker_ready", "1 when engines are loaded, warmed up and not faulted.", registry=r)
+        self.model_load_seconds = Gauge(
+            "talker_model_load_seconds", "Seconds each engine took to load at startup.", ["engine"], registry=r
+        )
+        self.fault_active = Gauge(
+            "talker_fault_injection_active", "1 while a fault of this kind is injected.", ["kind"], registry=r
+        )
+        for kind in FAULT_KINDS:
+            self.fault_active.labels(kind).set(0)
+
+    def set_build_info(self, *, tts_engine: str, device: str) -> None:
+        if self._build_labels is not None:
+            self.build_info.remove(*self._build_labels)
+        self._build_labels = (__version__, tts_engine, device)
+        self.build_info.labels(*self._build_labels).set(1)
+
+    def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(method, route, str(status)).inc()
+        self.http_duration.labels(method, route).observe(seconds)
+
+    def observe_synthesis(
+        self, *, engine: str, characters: int, audio_seconds: float, timings: dict[str, float], frames: int = 0
+    ) -> None:
+        if engine in ENGINES:
+            self.audio_seconds.labels(engine).inc(audio_seconds)
+            self.characters.labels(engine).inc(characters)
+        if frames:
+            self.video_frames.inc(frames)
+        for stage, seconds in timings.items():
+            if stage not in STAGES:
+                continue
+            self.stage_duration.labels(stage).observe(seconds)
+            if audio_seconds > 0:
+                self.realtime_factor.labels(stage).observe(seconds / audio_seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

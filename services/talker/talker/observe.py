@@ -1,0 +1,133 @@
+"""Per-request observation: request id, HTTP metrics, one JSON log line, and the last-resort 500.
+
+A plain ASGI middleware (not BaseHTTPMiddleware) so it adds microseconds, not a task per request,
+and so it sees every response, including errors raised past FastAPI's handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from talker.metrics import UNMATCHED_ROUTE, TalkerMetrics
+
+access_log = logging.getLogger("talker.access")
+error_log = logging.getLogger("talker.error")
+
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# A caller's id is echoed only if it looks like an id, so it cannot inject into logs or headers.
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+CONTEXT_KEY = "talker.context"
+QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+@dataclass
+class RequestContext:
+    request_id: str
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds, for the log line
+    details: dict[str, Any] = field(default_factory=dict)  # engine, audio_seconds, text (if allowed)
+
+
+def request_context(request: Request) -> RequestContext:
+    ctx = request.scope.get(CONTEXT_KEY)
+    if ctx is None:  # only when the app runs without the middleware (never in create_app)
+        ctx = request.scope[CONTEXT_KEY] = RequestContext(uuid.uuid4().hex)
+    return ctx
+
+
+class RequestObserver:
+    def __init__(self, app: ASGIApp, *, metrics: TalkerMetrics, record_metrics: bool = True) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.record_metrics = record_metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        ctx = RequestContext(_request_id(scope))
+        scope[CONTEXT_KEY] = ctx
+        started = time.perf_counter()
+        status = 0
+        request_id_header = (b"x-request-id", ctx.request_id.encode())
+
+        async def send_observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                message["headers"] = [*message.get("headers", []), request_id_header]
+            await send(message)
+
+        if self.record_metrics:
+            self.metrics.http_in_flight.inc()
+        try:
+            await self.app(scope, receive, send_observed)
+        except asyncio.CancelledError:
+            status = status or 499  # the client went away before we answered
+            raise
+        except Exception:
+            error_log.exception("unhandled error", extra={"request_id": ctx.request_id})
+            if status == 0:
+                status = 500
+                await _send_internal_error(send, ctx.request_id, request_id_header)
+        finally:
+            seconds = time.perf_counter() - started
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
+            route = _route_template(scope)
+            if self.record_metrics:
+                self.metrics.http_in_flight.dec()
+                self.metrics.observe_http(method, route, status or 500, seconds)
+            _log_request(ctx, method, route, status or 500, seconds)
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            candidate = value.decode("latin-1")
+            if _CLIENT_REQUEST_ID.match(candidate):
+                return candidate
+    return uuid.uuid4().hex
+
+
+def _route_template(scope: Scope) -> str:
+    # The router stores the matched route in the scope; its template (not the raw path) is the label.
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) and path else UNMATCHED_ROUTE
+
+
+async def _send_internal_error(send: Send, request_id: str, request_id_header: tuple[bytes, bytes]) -> None:
+    body = json.dumps({"error": "internal error", "request_id": request_id}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        request_id_header,
+    ]
+    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _log_request(ctx: RequestContext, method: str, route: str, status: int, seconds: float) -> None:
+    level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
+    if route in QUIET_ROUTES:
+        level = logging.DEBUG  # probes and scrapes every few seconds would drown the request lines
+    extra: dict[str, Any] = {
+        "request_id": ctx.request_id,
+        "method": method,
+        "route": route,
+        "status": status,
+        "duration_s": round(seconds, 4),
+    }
+    if ctx.timings:
+        extra["stages"] = {stage: round(s, 4) for stage, s in ctx.timings.items()}
+    extra.update(ctx.details)
+    access_log.log(level, "request", extra=extra)

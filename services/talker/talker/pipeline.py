@@ -1,0 +1,187 @@
+"""The engines behind one facade: text -> speech (espeak-ng or Piper) -> talking-head MP4.
+
+Synchronous and thread-safe: the HTTP layer runs each request in a worker thread and passes a
+`should_stop` that turns true when the request timed out; every stage polls it between chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import numpy as np
+import torch
+
+from talker.animator.avatars import Avatar, load_avatars
+from talker.animator.encode import encode_mp4
+from talker.animator.mouth import frame_count, openness_track
+from talker.animator.renderer import MouthRenderer, resolve_device
+from talker.settings import Settings
+from talker.tts import SynthesizedSpeech
+from talker.tts.espeak import EspeakEngine
+from talker.tts.piper import ID_PREFIX as PIPER_PREFIX
+from talker.tts.piper import PiperEngine
+from talker.tts.prosody import prosody_for
+from talker.tts.wav import pcm16_to_wav
+from talker.types import (
+    AvatarInfo,
+    ShouldStop,
+    SpeechOutput,
+    TalkOutput,
+    UnknownAvatar,
+    UnknownVoice,
+    VoiceInfo,
+)
+
+log = logging.getLogger(__name__)
+
+_RENDER_BATCH = 32
+_WARMUP_TEXT = "Hello."
+
+
+def _never() -> bool:
+    return False
+
+
+class Pipeline:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._espeak = EspeakEngine()
+        self._piper: PiperEngine | None = None
+        self._avatars: dict[str, Avatar] = {}
+        self._renderers: dict[str, MouthRenderer] = {}
+        self._device: str | None = None
+        self._load_lock = threading.Lock()
+        # Even edge: yuv420p needs even dimensions.
+        self._size = max(16, settings.video_size - settings.video_size % 2)
+
+    # --- loading -------------------------------------------------------------------------------------
+    def load(self) -> dict[str, float]:
+        """Load engines and animator and warm each up once; seconds per part."""
+        with self._load_lock:
+            timings: dict[str, float] = {}
+            t0 = time.perf_counter()
+            self._espeak.load()
+            warm = self._espeak.synthesize(_WARMUP_TEXT, "en-us", prosody_for())
+            timings["espeak"] = time.perf_counter() - t0
+
+            if self._settings.enable_piper:
+                t0 = time.perf_counter()
+                piper = PiperEngine(self._settings.models_dir, device=self._settings.device,
+                                    threads=self._settings.engine_threads)
+                try:
+                    piper.load()
+                    for voice in piper.voices()[:1]:
+                        piper.synthesize(_WARMUP_TEXT, voice.id, prosody_for())
+                except Exception:
+                    log.exception("Piper unavailable; continuing with espeak-ng only")
+                else:
+                    if piper.voices():
+                        self._piper = piper
+                        timings["piper"] = time.perf_counter() - t0
+
+            t0 = time.perf_counter()
+            self._device = resolve_device(self._settings.device)
+            if self._device == "cpu":
+                torch.set_num_threads(self._settings.engine_threads)
+            self._avatars = load_avatars(self._settings.avatars_dir, self._size)
+            self._renderers = {a: MouthRenderer(avatar, self._device) for a, avatar in self._avatars.items()}
+            self._animate(warm, self._default_avatar_id(), _never)
+            timings["animator"] = time.perf_counter() - t0
+            log.info("pipeline loaded on %s: %s", self._device,
+                     ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()))
+            return timings
+
+    # --- catalogue -----------------------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        if self._device is not None:
+            return self._device
+        if self._settings.device == "cpu":
+            return "cpu"
+        return "cuda" if self._settings.device == "cuda" or torch.cuda.is_available() else "cpu"
+
+    @property
+    def default_engine(self) -> str:
+        return self._engine_for(self._default_voice_id())
+
+    def voices(self) -> list[VoiceInfo]:
+        voices = self._espeak.voices()
+        if self._piper is not None:
+            voices += self._piper.voices()
+        return voices
+
+    def avatars(self) -> list[AvatarInfo]:
+        return [AvatarInfo(id=a.id, name=a.name, width=a.size, height=a.size) for a in self._avatars.values()]
+
+    def has_voice(self, voice_id: str) -> bool:
+        if voice_id.startswith(PIPER_PREFIX):
+            return self._piper is not None and self._piper.has_voice(voice_id)
+        return self._espeak.has_voice(voice_id)
+
+    def has_avatar(self, avatar_id: str) -> bool:
+        return avatar_id in self._avatars
+
+    def _default_voice_id(self) -> str:
+        configured = self._settings.default_voice
+        if self._settings.tts_engine == "piper" and self._piper is not None:
+            if configured.startswith(PIPER_PREFIX) and self._piper.has_voice(configured):
+                return configured
+            return self._piper.voices()[0].id
+        return configured
+
+    def _default_avatar_id(self) -> str:
+        configured = self._settings.default_avatar
+        return configured if configured in self._avatars else next(iter(self._avatars))
+
+    def _engine_for(self, voice_id: str) -> str:
+        return "piper" if voice_id.startswith(PIPER_PREFIX) else "espeak"
+
+    # --- work ----------------------------------------------------------------------------------------
+    def _speak(self, text: str, voice: str | None, emotion: str, speed: float,
+               should_stop: ShouldStop) -> tuple[SynthesizedSpeech, float]:
+        voice_id = voice or self._default_voice_id()
+        if not self.has_voice(voice_id):
+            raise UnknownVoice(voice_id)
+        prosody = prosody_for(emotion, speed)
+        t0 = time.perf_counter()
+        if voice_id.startswith(PIPER_PREFIX):
+            assert self._piper is not None
+            speech = self._piper.synthesize(text, voice_id, prosody, should_stop)
+        else:
+            speech = self._espeak.synthesize(text, voice_id, prosody, should_stop)
+        return speech, time.perf_counter() - t0
+
+    def synthesize(self, text: str, *, voice: str | None = None, emotion: str = "neutral", speed: float = 1.0,
+                   should_stop: ShouldStop = _never) -> SpeechOutput:
+        speech, tts_s = self._speak(text, voice, emotion, speed, should_stop)
+        return SpeechOutput(wav=pcm16_to_wav(speech.samples, speech.sample_rate), sample_rate=speech.sample_rate,
+                            audio_seconds=speech.seconds, engine=speech.engine, characters=len(text),
+                            timings={"tts": tts_s})
+
+    def talk(self, text: str, *, avatar: str | None = None, voice: str | None = None, emotion: str = "neutral",
+             speed: float = 1.0, should_stop: ShouldStop = _never) -> TalkOutput:
+        if not self._renderers:
+            raise RuntimeError("Pipeline.load() must run before talk()")
+        avatar_id = avatar or self._default_avatar_id()
+        if avatar_id not in self._renderers:
+            raise UnknownAvatar(avatar_id)
+        speech, tts_s = self._speak(text, voice, emotion, speed, should_stop)
+        mp4, frames, animate_s, encode_s = self._animate(speech, avatar_id, should_stop)
+        return TalkOutput(mp4=mp4, audio_seconds=speech.seconds, frames=frames, engine=speech.engine,
+                          characters=len(text), timings={"tts": tts_s, "animate": animate_s, "encode": encode_s})
+
+    def _animate(self, speech: SynthesizedSpeech, avatar_id: str,
+                 should_stop: ShouldStop) -> tuple[bytes, int, float, float]:
+        fps = self._settings.video_fps
+        samples = speech.samples
+        if len(samples) == 0:  # e.g. punctuation only: one silent frame keeps the MP4 valid
+            samples = np.zeros(speech.sample_rate // fps, dtype=np.int16)
+        n_frames = frame_count(len(samples) / speech.sample_rate, fps)
+        openness = openness_track(samples, speech.sample_rate, speech.phonemes, fps=fps, n_frames=n_frames)
+        renderer = self._renderers[avatar_id]
+        video = encode_mp4(renderer.render_batches(openness, batch_size=_RENDER_BATCH, should_stop=should_stop),
+                           pcm16_to_wav(samples, speech.sample_rate), size=self._size, fps=fps,
+                           should_stop=should_stop)
+        return video.mp4, video.frames, video.produce_seconds, video.encode_seconds

@@ -1,0 +1,121 @@
+// Demo page for the talker API: everything is fetched from this origin, no external assets.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { audioUrl: null, videoUrl: null };
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+// Turn an API error body ({error, field, detail, allowed}) into one readable line.
+async function describeError(response) {
+  let body = null;
+  try { body = await response.json(); } catch (_) { /* not JSON */ }
+  if (!body || !body.error) return `HTTP ${response.status}`;
+  let text = `${response.status}: ${body.error}`;
+  if (body.field) text += ` (field: ${body.field})`;
+  if (body.detail) text += ` — ${typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail)}`;
+  if (body.allowed) text += ` — allowed: ${body.allowed.join(", ")}`;
+  const retry = response.headers.get("Retry-After");
+  if (retry) text += ` — retry after ${retry}s`;
+  return text;
+}
+
+function fillSelect(select, items, selected) {
+  select.replaceChildren(...items.map(([value, label]) => {
+    const option = document.createElement("option");
+    option.value = value;
+    option.textContent = label;
+    option.selected = value === selected;
+    return option;
+  }));
+}
+
+async function loadChoices() {
+  const [voices, avatars] = await Promise.all([fetch("/v1/voices"), fetch("/v1/avatars")]);
+  if (!voices.ok) throw new Error(await describeError(voices));
+  if (!avatars.ok) throw new Error(await describeError(avatars));
+  const v = await voices.json();
+  const a = await avatars.json();
+  fillSelect($("voice"), v.voices.map((x) => [x.id, `${x.name} (${x.language}, ${x.engine})`]), v.default);
+  fillSelect($("emotion"), v.emotions.map((e) => [e, e]), "neutral");
+  fillSelect($("avatar"), a.avatars.map((x) => [x.id, x.name]), a.default);
+}
+
+async function waitUntilReady() {
+  const status = $("status");
+  for (;;) {
+    try {
+      const response = await fetch("/readyz");
+      const body = await response.json();
+      if (response.ok) {
+        status.textContent = `Ready on ${body.device} · 服务就绪`;
+        status.className = "status ready";
+        return;
+      }
+      status.textContent = `Service not ready (${body.status}) · 服务加载中…`;
+    } catch (_) {
+      status.textContent = "Service unreachable · 无法连接服务";
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
+
+function requestBody(withAvatar) {
+  const body = {
+    text: $("text").value,
+    voice: $("voice").value || undefined,
+    emotion: $("emotion").value || "neutral",
+    speed: Number($("speed").value),
+  };
+  if (withAvatar) body.avatar = $("avatar").value || undefined;
+  return body;
+}
+
+async function render(path, withAvatar, player, urlKey) {
+  showError("");
+  $("info").textContent = "Working… 生成中…";
+  const buttons = [$("speak"), $("talk")];
+  buttons.forEach((b) => { b.disabled = true; });
+  const started = performance.now();
+  try {
+    const response = await fetch(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(requestBody(withAvatar)),
+    });
+    if (!response.ok) throw new Error(await describeError(response));
+    const blob = await response.blob();
+    if (state[urlKey]) URL.revokeObjectURL(state[urlKey]);
+    state[urlKey] = URL.createObjectURL(blob);
+    player.dataset.blobType = blob.type;
+    player.dataset.blobSize = String(blob.size);
+    player.src = state[urlKey];
+    const seconds = response.headers.get("X-Audio-Seconds");
+    const ms = Math.round(performance.now() - started);
+    $("info").textContent = `${seconds}s of speech in ${ms} ms (${response.headers.get("Server-Timing") || ""})`;
+    player.play().catch(() => { /* autoplay may be blocked; the controls still work */ });
+  } catch (err) {
+    $("info").textContent = "";
+    showError(err.message || String(err));
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
+  }
+}
+
+$("speak").addEventListener("click", () => render("/v1/tts", false, $("audio"), "audioUrl"));
+$("talk").addEventListener("click", () => render("/v1/talk", true, $("video"), "videoUrl"));
+$("form").addEventListener("submit", (event) => event.preventDefault());
+
+(async () => {
+  await waitUntilReady();
+  try {
+    await loadChoices();
+    document.body.dataset.ready = "true";
+  } catch (err) {
+    showError(`Could not load voices/avatars: ${err.message}`);
+  }
+})();

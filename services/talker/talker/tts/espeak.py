@@ -1,0 +1,199 @@
+"""espeak-ng 1.52 (from the `espeakng-loader` wheel) driven through its C API with ctypes, in memory.
+
+The library keeps one global synthesizer, so every call holds a process-wide lock. Debian's
+espeak-ng 1.51 is deliberately not used: it reads Mandarin tone digits as English numbers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from talker.tts import PhonemeMark, SynthesizedSpeech
+from talker.tts.prosody import Prosody, espeak_params
+from talker.types import Cancelled, ShouldStop, UnknownVoice, VoiceInfo
+
+log = logging.getLogger(__name__)
+
+# espeak_AUDIO_OUTPUT / espeak_PARAMETER / event types from speak_lib.h (API revision 12).
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INITIALIZE_PHONEME_EVENTS = 0x0001
+_CHARS_UTF8 = 1
+_POS_CHARACTER = 1
+_PARAM_RATE, _PARAM_VOLUME, _PARAM_PITCH, _PARAM_RANGE = 1, 2, 3, 4
+_EVENT_LIST_TERMINATED = 0
+_EVENT_PHONEME = 7
+_EE_OK = 0
+
+
+class _EventId(ctypes.Union):
+    _fields_ = [
+        ("number", ctypes.c_int),
+        ("name", ctypes.c_char_p),
+        ("string", ctypes.c_char * 8),
+    ]
+
+
+class EspeakEvent(ctypes.Structure):
+    """`espeak_EVENT` from speak_lib.h; ctypes adds the same padding before the pointer as the C compiler."""
+
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),  # ms from the start of this synthesis
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", _EventId),
+    ]
+
+
+_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
+                                  ctypes.POINTER(EspeakEvent))
+
+
+@dataclass(frozen=True)
+class EspeakVoice:
+    id: str  # stable public id
+    espeak_name: str  # name for espeak_SetVoiceByName
+    language: str
+    name: str
+
+
+VOICES: tuple[EspeakVoice, ...] = (
+    EspeakVoice("en-us", "en-us", "en-US", "English (US)"),
+    EspeakVoice("en-gb", "en", "en-GB", "English (UK)"),
+    EspeakVoice("cmn", "cmn", "zh-CN", "Mandarin Chinese (普通话)"),
+    EspeakVoice("yue", "yue", "zh-HK", "Cantonese (粤语)"),
+)
+_VOICES_BY_ID = {v.id: v for v in VOICES}
+
+
+@dataclass
+class _Collector:
+    """What the C callback fills in during one espeak_Synth call."""
+
+    should_stop: ShouldStop = lambda: False
+    chunks: list[np.ndarray] = field(default_factory=list)
+    phonemes: list[PhonemeMark] = field(default_factory=list)
+    cancelled: bool = False
+    error: BaseException | None = None
+
+
+# The library is process-global, so is its state here: one lock, one active collector.
+_LOCK = threading.Lock()
+_active = _Collector()
+_lib: ctypes.CDLL | None = None
+_sample_rate = 0
+
+
+def _on_synth(wav: ctypes.Array, n: int, events: ctypes.Array) -> int:
+    # Exceptions cannot cross the C boundary: record them and abort synthesis instead.
+    collector = _active
+    try:
+        if collector.should_stop():
+            collector.cancelled = True
+            return 1
+        if wav and n > 0:
+            collector.chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+        i = 0
+        while events and events[i].type != _EVENT_LIST_TERMINATED:
+            ev = events[i]
+            if ev.type == _EVENT_PHONEME:
+                name = ev.id.string.decode("utf-8", "replace")
+                collector.phonemes.append(PhonemeMark(ev.audio_position / 1000.0, name))
+            i += 1
+        return 0
+    except BaseException as exc:  # re-raised by synthesize() once the C call has returned
+        collector.error = exc
+        return 1
+
+
+_callback = _SynthCallback(_on_synth)  # kept referenced for the library's lifetime
+
+
+def _load_library() -> tuple[ctypes.CDLL, int]:
+    global _lib, _sample_rate
+    if _lib is not None:
+        return _lib, _sample_rate
+    import espeakng_loader
+
+    lib = ctypes.CDLL(espeakng_loader.get_library_path())
+    lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+    lib.espeak_Initialize.restype = ctypes.c_int
+    lib.espeak_SetSynthCallback.argtypes = [_SynthCallback]
+    lib.espeak_SetSynthCallback.restype = None
+    lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+    lib.espeak_SetVoiceByName.restype = ctypes.c_int
+    lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    lib.espeak_SetParameter.restype = ctypes.c_int
+    lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
+                                 ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+    lib.espeak_Synth.restype = ctypes.c_int
+
+    data_path = str(Path(espeakng_loader.get_data_path())).encode()
+    rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, _INITIALIZE_PHONEME_EVENTS)
+    if rate <= 0:
+        raise RuntimeError(f"espeak_Initialize failed ({rate}) with data path {data_path!r}")
+    lib.espeak_SetSynthCallback(_callback)
+    _lib, _sample_rate = lib, rate
+    return lib, rate
+
+
+class EspeakEngine:
+    """espeak-ng voices: fast (hundreds of times real time), robotic, many languages."""
+
+    name = "espeak"
+
+    def __init__(self) -> None:
+        self._loaded = False
+
+    def load(self) -> None:
+        with _LOCK:
+            _load_library()
+            self._loaded = True
+
+    @property
+    def sample_rate(self) -> int:
+        return _sample_rate
+
+    def voices(self) -> list[VoiceInfo]:
+        return [VoiceInfo(id=v.id, engine=self.name, language=v.language, name=v.name) for v in VOICES]
+
+    def has_voice(self, voice_id: str) -> bool:
+        return voice_id in _VOICES_BY_ID
+
+    def synthesize(self, text: str, voice_id: str, prosody: Prosody,
+                   should_stop: ShouldStop = lambda: False) -> SynthesizedSpeech:
+        global _active
+        voice = _VOICES_BY_ID.get(voice_id)
+        if voice is None:
+            raise UnknownVoice(voice_id)
+        params = espeak_params(prosody)
+        encoded = text.replace("\x00", " ").encode("utf-8") + b"\x00"
+        with _LOCK:
+            lib, rate = _load_library()
+            if lib.espeak_SetVoiceByName(voice.espeak_name.encode()) != _EE_OK:
+                raise RuntimeError(f"espeak-ng has no voice {voice.espeak_name!r}")
+            for param, value in ((_PARAM_RATE, params.rate_wpm), (_PARAM_VOLUME, params.volume),
+                                 (_PARAM_PITCH, params.pitch), (_PARAM_RANGE, params.pitch_range)):
+                lib.espeak_SetParameter(param, value, 0)
+            collector = _active = _Collector(should_stop=should_stop)
+            buf = ctypes.create_string_buffer(encoded, len(encoded))
+            status = lib.espeak_Synth(buf, len(encoded), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+            _active = _Collector()
+        if collector.cancelled:
+            raise Cancelled("speech synthesis cancelled")
+        if collector.error is not None:
+            raise collector.error  # e.g. from should_stop(): the caller's own exception, unchanged
+        if status != _EE_OK:
+            raise RuntimeError(f"espeak_Synth returned {status}")
+        samples = np.concatenate(collector.chunks) if collector.chunks else np.zeros(0, dtype=np.int16)
+        return SynthesizedSpeech(samples=samples.astype(np.int16, copy=False), sample_rate=rate,
+                                 engine=self.name, phonemes=collector.phonemes)

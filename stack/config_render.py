@@ -1,0 +1,361 @@
+"""Render the monitoring configs in prometheus/ and alertmanager/ into a directory the servers read.
+
+    python -m stack.config_render --out DIR [--profile default|demo|fast] [--gpu] [--local talker=127.0.0.1:18001,...]
+
+Prometheus and Alertmanager cannot read environment variables, and the tests need other timings
+and addresses than production, so this is the one step between the files in git and the running
+servers (compose runs it as the one-shot `config-init` service). It changes only:
+
+- `${VAR}` placeholders in alertmanager.yml and the email templates (values from `env`);
+- SMTP auth: `smtp_auth_password_file` from SMTP_AUTH_PASSWORD_FILE, else the password from
+  SMTP_AUTH_PASSWORD; both auth fields dropped when SMTP_AUTH_USERNAME is empty;
+- timings per profile (scrape/evaluation intervals, alert `for` caps, Alertmanager group timers);
+- target addresses (`addresses`: service name -> host:port), the `gpu_expected` target label and
+  the dcgm-exporter job (`gpu`), external labels (CLUSTER_NAME, DEPLOY_ENV).
+
+Standard library + PyYAML only: it runs in the relay image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROMETHEUS_SRC = REPO_ROOT / "prometheus"
+ALERTMANAGER_SRC = REPO_ROOT / "alertmanager"
+
+# Where each service listens in compose, as written in the committed configs.
+DEFAULT_ADDRESSES: dict[str, str] = {
+    "talker": "talker:8001",
+    "dingtalk-relay": "dingtalk-relay:8060",
+    "node-exporter": "node-exporter:9100",
+    "alertmanager": "alertmanager:9093",
+    "prometheus": "localhost:9090",
+    "mailpit": "mailpit:1025",
+    "dcgm-exporter": "dcgm-exporter:9400",
+}
+
+# Every variable the templates may use, with the value used when it is unset. SMTP_AUTH_PASSWORD has
+# no default on purpose: it is a secret and must come from the environment (or use the _FILE form).
+ENV_DEFAULTS: dict[str, str] = {
+    "SMTP_SMARTHOST": "mailpit:1025",
+    "SMTP_FROM": "talker-alerts@talker.local",
+    "ALERT_EMAIL_TO": "oncall@talker.local",
+    "SMTP_AUTH_USERNAME": "",
+    "SMTP_AUTH_PASSWORD": "",
+    "SMTP_AUTH_PASSWORD_FILE": "",
+    "SMTP_REQUIRE_TLS": "false",
+    "CLUSTER_NAME": "talker",
+    "DEPLOY_ENV": "dev",
+    "GRAFANA_URL": "http://localhost:3000",
+    "ALERTMANAGER_URL": "http://localhost:9093",
+    "PROMETHEUS_URL": "http://localhost:9090",
+}
+URL_VARIABLES = ("GRAFANA_URL", "ALERTMANAGER_URL", "PROMETHEUS_URL")
+PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
+# Values end up inside HTML and Go templates: refuse anything that could open a tag or an action.
+SAFE_URL = re.compile(r"^https?://[^\s\"'<>{}`]+$")
+
+
+@dataclass(frozen=True)
+class Profile:
+    scrape_interval: str
+    talker_scrape_interval: str
+    scrape_timeout: str
+    evaluation_interval: str
+    for_cap_seconds: float | None  # alert `for` values above this are lowered to it
+    group_wait: str
+    group_interval: str
+    repeat_interval: str
+    critical_repeat_interval: str
+    heartbeat_group_wait: str
+    heartbeat_group_interval: str
+    heartbeat_repeat_interval: str
+    resolve_timeout: str
+    prometheus_args: tuple[str, ...] = ()
+
+
+PROFILES: dict[str, Profile] = {
+    # Production: see the comments in alertmanager/alertmanager.yml and docs/alerting.md.
+    "default": Profile("15s", "5s", "4s", "15s", None, "30s", "5m", "4h", "1h", "5s", "1m", "1m", "5m"),
+    # A person watching a demo: alerts within a minute or two, group updates every minute.
+    "demo": Profile(
+        "5s", "5s", "4s", "5s", 60, "10s", "1m", "1h", "30m", "5s", "1m", "1m", "5m",
+        ("--rules.alert.resend-delay=5s",),
+    ),
+    # End-to-end tests: an injected fault must reach DingTalk within about a minute.
+    "fast": Profile(
+        "1s", "1s", "1s", "1s", 5, "1s", "5s", "5m", "5m", "1s", "5s", "10s", "10s",
+        ("--rules.alert.resend-delay=1s",),
+    ),
+}
+
+
+@dataclass
+class RenderedConfig:
+    prometheus_config: Path
+    alertmanager_config: Path
+    rules_dir: Path
+    templates_dir: Path
+    profile: str
+    # Flags the process starting the server should add (besides --config.file and storage paths).
+    prometheus_args: list[str] = field(default_factory=list)
+    alertmanager_args: list[str] = field(default_factory=list)
+
+
+class RenderError(ValueError):
+    pass
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Prometheus duration such as "90s", "1h30m" or "2d"."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    parts = re.findall(r"(\d+)(ms|s|m|h|d|w|y)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise RenderError(f"not a Prometheus duration: {text!r}")
+    return sum(int(n) * units[u] for n, u in parts)
+
+
+def _format_duration(seconds: float) -> str:
+    return f"{int(seconds)}s" if seconds >= 1 else f"{int(seconds * 1000)}ms"
+
+
+def _settings(env: Mapping[str, str]) -> dict[str, str]:
+    values = {name: env.get(name, default) or default for name, default in ENV_DEFAULTS.items()}
+    values["SMTP_AUTH_PASSWORD"] = env.get("SMTP_AUTH_PASSWORD", "")
+    for name in URL_VARIABLES:
+        values[name] = values[name].rstrip("/")
+        if not SAFE_URL.match(values[name]):
+            raise RenderError(f"{name} must be an http(s) URL without spaces, quotes or braces: {values[name]!r}")
+    return values
+
+
+def _substitute(text: str, values: Mapping[str, str], source: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise RenderError(f"{source}: unknown placeholder ${{{name}}}")
+        return values[name]
+
+    return PLACEHOLDER.sub(replace, text)
+
+
+def _substitute_tree(node: Any, values: Mapping[str, str], source: str) -> Any:
+    # Substituting parsed strings (not raw text) means a value with quotes or newlines cannot alter the YAML.
+    if isinstance(node, dict):
+        return {key: _substitute_tree(value, values, source) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_substitute_tree(item, values, source) for item in node]
+    if isinstance(node, str):
+        return _substitute(node, values, source)
+    return node
+
+
+def _parse_bool(name: str, text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise RenderError(f"{name} must be true or false, not {text!r}")
+
+
+def _check_addresses(addresses: Mapping[str, str] | None) -> dict[str, str]:
+    resolved = dict(DEFAULT_ADDRESSES)
+    for service, address in (addresses or {}).items():
+        if service not in DEFAULT_ADDRESSES:
+            raise RenderError(f"unknown service {service!r}; known: {', '.join(sorted(DEFAULT_ADDRESSES))}")
+        if not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+:\d+", address):
+            raise RenderError(f"address for {service} must be host:port, not {address!r}")
+        resolved[service] = address
+    return resolved
+
+
+def _relocate(address: str, moved: Mapping[str, str]) -> str:
+    return moved.get(address, address)
+
+
+def _relocate_url(url: str, moved: Mapping[str, str]) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=moved[parts.netloc])) if parts.netloc in moved else url
+
+
+def _dump_yaml(data: Any, path: Path) -> None:
+    class LiteralDumper(yaml.SafeDumper):
+        pass
+
+    def represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    LiteralDumper.add_representer(str, represent_str)
+    header = "# Rendered by stack/config_render.py from the files in git. Do not edit: edit those and re-render.\n"
+    text = yaml.dump(data, Dumper=LiteralDumper, sort_keys=False, allow_unicode=True, width=200)
+    path.write_text(header + text, encoding="utf-8")
+
+
+def _render_prometheus(
+    out: Path, profile: Profile, values: Mapping[str, str], moved: Mapping[str, str], gpu: bool
+) -> tuple[Path, Path]:
+    config = yaml.safe_load((PROMETHEUS_SRC / "prometheus.yml").read_text(encoding="utf-8"))
+    config["global"].update(
+        scrape_interval=profile.scrape_interval,
+        scrape_timeout=profile.scrape_timeout,
+        evaluation_interval=profile.evaluation_interval,
+        external_labels={"cluster": values["CLUSTER_NAME"], "env": values["DEPLOY_ENV"]},
+    )
+    for am in config["alerting"]["alertmanagers"]:
+        for static in am["static_configs"]:
+            static["targets"] = [_relocate(t, moved) for t in static["targets"]]
+    if gpu:
+        config["scrape_configs"].append(
+            {"job_name": "dcgm-exporter", "static_configs": [{"targets": [DEFAULT_ADDRESSES["dcgm-exporter"]]}]}
+        )
+    for job in config["scrape_configs"]:
+        if job["job_name"] == "talker":
+            job["scrape_interval"] = profile.talker_scrape_interval
+            job["scrape_timeout"] = profile.scrape_timeout
+        for static in job.get("static_configs", []):
+            static["targets"] = [_relocate(t, moved) for t in static["targets"]]
+            if job["job_name"] == "talker":
+                static.setdefault("labels", {})["gpu_expected"] = "true" if gpu else "false"
+
+    prom_dir = out / "prometheus"
+    rules_dir = prom_dir / "rules"
+    rules_dir.mkdir(parents=True, exist_ok=True)
+    for stale in rules_dir.glob("*.yml"):
+        stale.unlink()
+    for source in sorted((PROMETHEUS_SRC / "rules").glob("*.yml")):
+        target = rules_dir / source.name
+        if profile.for_cap_seconds is None:
+            shutil.copyfile(source, target)  # verbatim keeps the comments for whoever reads the volume
+            continue
+        rules = yaml.safe_load(source.read_text(encoding="utf-8"))
+        for group in rules.get("groups", []):
+            for rule in group.get("rules", []):
+                if "for" in rule and parse_duration(rule["for"]) > profile.for_cap_seconds:
+                    rule["for"] = _format_duration(profile.for_cap_seconds)
+        _dump_yaml(rules, target)
+    config["rule_files"] = ["rules/*.yml"]  # relative to the rendered prometheus.yml
+    config_path = prom_dir / "prometheus.yml"
+    _dump_yaml(config, config_path)
+    return config_path, rules_dir
+
+
+def _render_alertmanager(
+    out: Path, profile: Profile, values: Mapping[str, str], moved: Mapping[str, str]
+) -> tuple[Path, Path]:
+    source = ALERTMANAGER_SRC / "alertmanager.yml"
+    config = _substitute_tree(yaml.safe_load(source.read_text(encoding="utf-8")), values, str(source))
+
+    smtp = config["global"]
+    smtp["smtp_require_tls"] = _parse_bool("SMTP_REQUIRE_TLS", str(smtp["smtp_require_tls"]))
+    smtp["smtp_smarthost"] = _relocate(smtp["smtp_smarthost"], moved)
+    smtp["resolve_timeout"] = profile.resolve_timeout
+    if not values["SMTP_AUTH_USERNAME"]:
+        smtp.pop("smtp_auth_username", None)
+        smtp.pop("smtp_auth_password", None)
+    elif values["SMTP_AUTH_PASSWORD_FILE"]:
+        smtp.pop("smtp_auth_password", None)
+        smtp["smtp_auth_password_file"] = values["SMTP_AUTH_PASSWORD_FILE"]
+
+    route = config["route"]
+    route.update(
+        group_wait=profile.group_wait, group_interval=profile.group_interval, repeat_interval=profile.repeat_interval
+    )
+    for child in route.get("routes", []):
+        if child["receiver"] == "heartbeat":
+            child.update(
+                group_wait=profile.heartbeat_group_wait,
+                group_interval=profile.heartbeat_group_interval,
+                repeat_interval=profile.heartbeat_repeat_interval,
+            )
+        elif child["receiver"] == "oncall-critical":
+            child["repeat_interval"] = profile.critical_repeat_interval
+    for receiver in config["receivers"]:
+        for webhook in receiver.get("webhook_configs", []):
+            webhook["url"] = _relocate_url(webhook["url"], moved)
+
+    am_dir = out / "alertmanager"
+    templates_dir = am_dir / "templates"
+    templates_dir.mkdir(parents=True, exist_ok=True)
+    for stale in templates_dir.glob("*.tmpl"):
+        stale.unlink()
+    for template in sorted((ALERTMANAGER_SRC / "templates").glob("*.tmpl")):
+        text = _substitute(template.read_text(encoding="utf-8"), values, str(template))
+        (templates_dir / template.name).write_text(text, encoding="utf-8")
+    config_path = am_dir / "alertmanager.yml"
+    _dump_yaml(config, config_path)
+    return config_path, templates_dir
+
+
+def render(
+    out_dir: Path,
+    *,
+    profile: str = "default",
+    env: Mapping[str, str] = os.environ,
+    gpu: bool = False,
+    addresses: Mapping[str, str] | None = None,
+) -> RenderedConfig:
+    """Write prometheus/ and alertmanager/ under out_dir; return their paths and the flags to start them with."""
+    if profile not in PROFILES:
+        raise RenderError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    chosen = PROFILES[profile]
+    values = _settings(env)
+    resolved = _check_addresses(addresses)
+    moved = {DEFAULT_ADDRESSES[s]: a for s, a in resolved.items() if a != DEFAULT_ADDRESSES[s]}
+    out_dir = Path(out_dir)
+    prometheus_config, rules_dir = _render_prometheus(out_dir, chosen, values, moved, gpu)
+    alertmanager_config, templates_dir = _render_alertmanager(out_dir, chosen, values, moved)
+    return RenderedConfig(
+        prometheus_config=prometheus_config,
+        alertmanager_config=alertmanager_config,
+        rules_dir=rules_dir,
+        templates_dir=templates_dir,
+        profile=profile,
+        prometheus_args=[f"--web.external-url={values['PROMETHEUS_URL']}", *chosen.prometheus_args],
+        # A single Alertmanager: no gossip port (9094) to collide with or to expose.
+        alertmanager_args=[f"--web.external-url={values['ALERTMANAGER_URL']}", "--cluster.listen-address="],
+    )
+
+
+def _parse_local(text: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        service, sep, address = item.partition("=")
+        if not sep:
+            raise RenderError(f"--local expects service=host:port, got {item!r}")
+        pairs[service.strip()] = address.strip()
+    return pairs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stack.config_render", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="directory to write prometheus/ and alertmanager/ into")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default=os.environ.get("ALERT_PROFILE", "default"))
+    parser.add_argument("--gpu", action="store_true", help="expect a GPU on talker and scrape dcgm-exporter")
+    parser.add_argument("--local", default="", help="service=host:port,... to replace compose addresses")
+    args = parser.parse_args(argv)
+    try:
+        rendered = render(args.out, profile=args.profile, gpu=args.gpu, addresses=_parse_local(args.local))
+    except (RenderError, OSError, yaml.YAMLError) as exc:
+        print(f"config_render: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(asdict(rendered), default=str, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

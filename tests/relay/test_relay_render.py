@@ -1,0 +1,155 @@
+"""Signing, message rendering and truncation (pure functions, no network)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+from dingtalk_relay.models import WebhookPayload
+from dingtalk_relay.render import MessageRenderer
+from dingtalk_relay.signing import robot_send_url, sign_request
+from dingtalk_relay.targets import Target
+from pydantic import SecretStr
+from relay.relay_helpers import KEYWORD, payload_with, real_payload
+
+# Computed independently: printf '1700000000000\nSECtest0123456789abcdefSECRET' |
+#   openssl dgst -sha256 -hmac 'SECtest0123456789abcdefSECRET' -binary | base64
+KNOWN_SECRET = "SECtest0123456789abcdefSECRET"
+KNOWN_TIMESTAMP = 1700000000000
+KNOWN_SIGN = "ae+bFyyufTxMVDmUA/DYS3Gv8hd4EMnJmAnrJ/X722c="
+
+
+def target(**kw: object) -> Target:
+    values: dict[str, object] = {"name": "default", "token": SecretStr("tok"), "keyword": KEYWORD}
+    values.update(kw)
+    return Target(**values)  # type: ignore[arg-type]
+
+
+def renderer(max_body_bytes: int = 19000, templates_dir: Path | None = None) -> MessageRenderer:
+    return MessageRenderer(timezone="Asia/Shanghai", max_body_bytes=max_body_bytes, templates_dir=templates_dir)
+
+
+def test_relay_sign_matches_independently_computed_vector():
+    assert sign_request(KNOWN_SECRET, KNOWN_TIMESTAMP) == KNOWN_SIGN
+    url = robot_send_url("https://oapi.dingtalk.com/", "tok", KNOWN_SECRET, KNOWN_TIMESTAMP)
+    assert url == (
+        "https://oapi.dingtalk.com/robot/send?access_token=tok&timestamp=1700000000000"
+        "&sign=ae%2BbFyyufTxMVDmUA%2FDYS3Gv8hd4EMnJmAnrJ%2FX722c%3D"
+    )
+    assert parse_qs(urlsplit(url).query)["sign"] == [KNOWN_SIGN]
+    assert robot_send_url("http://x", "tok", None, KNOWN_TIMESTAMP) == "http://x/robot/send?access_token=tok"
+
+
+def test_relay_renders_real_firing_payload_in_chinese_with_links_and_mentions():
+    payload = WebhookPayload.model_validate(real_payload("firing"))
+    r = renderer()
+    message = r.render_alerts(target(at_mobiles=("13800000000",)), r.views(payload))
+    assert message.title == "[告警 1 条] TalkerHighErrorRate"
+    text = message.text
+    assert "TalkerHighErrorRate" in text and "critical" in text and "talker:8001" in text
+    assert "talker 5xx 错误率 12.5% 超过 5%" in text and "请检查 TTS 引擎" in text
+    starts = payload.alerts[0].startsAt.astimezone(r.tz).strftime("%Y-%m-%d %H:%M:%S")
+    assert f"开始：{starts} CST" in text
+    assert "[Prometheus/Grafana](http://prometheus:9090/graph?g0.expr=" in text
+    silence = text.split("[静默](")[1].split(")")[0]
+    assert silence.startswith("http://alertmanager.example:9093/#/silences/new?filter=")
+    assert unquote(silence.split("filter=")[1]) == (
+        '{alertname="TalkerHighErrorRate", instance="talker:8001", job="talker", service="talker", '
+        'severity="critical"}'
+    )
+    assert "@13800000000" in text and message.at_mobiles == ("13800000000",)
+    assert KEYWORD in message.title and KEYWORD in text
+
+
+def test_relay_renders_resolved_with_end_time_and_no_mention():
+    payload = WebhookPayload.model_validate(real_payload("resolved"))
+    r = renderer()
+    message = r.render_alerts(target(at_mobiles=("13800000000",)), r.views(payload))
+    assert message.title.startswith("[恢复 1 条] TalkerHighErrorRate")
+    ends = payload.alerts[0].endsAt.astimezone(r.tz).strftime("%Y-%m-%d %H:%M:%S")  # type: ignore[union-attr]
+    assert f"恢复：{ends} CST" in message.text
+    assert message.at_mobiles == () and "@138" not in message.text
+    assert KEYWORD in message.title  # keyword added because the title lacked it
+
+
+def test_relay_title_counts_firing_and_resolved_and_mentions_only_configured_severities():
+    firing = payload_with(2)
+    firing["alerts"][0]["labels"]["severity"] = "warning"
+    firing["alerts"][1]["labels"]["severity"] = "warning"
+    resolved = WebhookPayload.model_validate(real_payload("resolved"))
+    r = renderer()
+    views = r.views(WebhookPayload.model_validate(firing)) + r.views(resolved)
+    message = r.render_alerts(target(at_mobiles=("13800000000",)), views)
+    assert message.title == "[告警 2 条 / 恢复 1 条] TalkerHighErrorRate"
+    assert message.at_mobiles == ()  # warnings only: mention_severities is {critical}
+    warn_target = target(at_mobiles=("13800000000",), mention_severities=frozenset({"warning"}), at_all=True)
+    mentioned = r.render_alerts(warn_target, views)
+    assert mentioned.at_mobiles == ("13800000000",) and mentioned.at_all and "@13800000000" in mentioned.text
+
+
+def test_relay_truncates_200_chinese_alerts_below_the_byte_limit():
+    description = "数字人推理服务在过去十分钟内持续返回错误，显存占用接近上限，请立即检查模型加载与队列积压情况。" * 8
+    payload = WebhookPayload.model_validate(payload_with(200, description=description))
+    r = renderer()
+    message = r.render_alerts(target(), r.views(payload))
+    body = message.encode()
+    assert len(body) <= 19000 < 20000
+    assert json.loads(body)["markdown"]["text"] == message.text
+    assert message.omitted_alerts > 0 and f"省略 {message.omitted_alerts} 条" in message.text
+    shown = message.text.count("【告警】")
+    assert shown + message.omitted_alerts == 200 and shown > 10
+    assert message.title.startswith("[告警 200 条]")
+    # Measuring \u-escaped JSON instead of the UTF-8 we send would be off by this much (here: over 20000).
+    escaped = json.dumps(message.body(), ensure_ascii=True).encode()
+    assert len(escaped) > 20000
+
+
+def test_relay_shortens_descriptions_before_dropping_alerts():
+    payload = WebhookPayload.model_validate(payload_with(5, description="很长的描述" * 600))
+    r = renderer()
+    message = r.render_alerts(target(), r.views(payload))
+    assert len(message.encode()) <= 19000
+    assert message.omitted_alerts == 0 and message.shortened and message.text.count("【告警】") == 5
+    assert "…" in message.text
+
+
+def test_relay_hard_cap_for_absurd_alert_names():
+    payload = payload_with(1, name="告" * 30000)
+    small = renderer(max_body_bytes=5000)
+    message = small.render_alerts(target(), small.views(WebhookPayload.model_validate(payload)))
+    assert len(message.encode()) <= 5000
+
+
+def test_relay_user_template_overrides_the_bundled_one(tmp_path: Path):
+    template = "自定义 {{ keyword }}: {% for a in alerts %}{{ a.name }}@{{ a.instance }};{% endfor %}"
+    (tmp_path / "alerts.md.j2").write_text(template)
+    r = renderer(templates_dir=tmp_path)
+    r.check_templates()  # heartbeat templates still come from the package
+    message = r.render_alerts(target(), r.views(WebhookPayload.model_validate(real_payload())))
+    assert message.text == f"自定义 {KEYWORD}: TalkerHighErrorRate@talker:8001;"
+
+
+def test_relay_heartbeat_messages_carry_keyword_and_mentions():
+    r = renderer()
+    broken = r.render_heartbeat(target(at_mobiles=("13900000000",)), broken=True, last_seen=1.7e9, timeout=300)
+    assert broken.title.startswith("监控链路中断 / monitoring pipeline broken") and KEYWORD in broken.title
+    assert "300 秒" in broken.text and "@13900000000" in broken.text and broken.at_mobiles == ("13900000000",)
+    restored = r.render_heartbeat(target(at_mobiles=("13900000000",)), broken=False, last_seen=1.7e9, timeout=300)
+    assert "恢复" in restored.title and restored.at_mobiles == ()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"version": "3"},
+        {"alerts": []},
+        {"status": "burning"},
+        {"alerts": [{"status": "firing", "labels": {"a": 1}, "startsAt": "2026-01-01T00:00:00Z"}]},
+        {"alerts": [{"status": "firing", "labels": {}, "startsAt": "yesterday"}]},
+    ],
+)
+def test_relay_payload_model_rejects_garbage(change: dict[str, object]):
+    with pytest.raises(ValueError):
+        WebhookPayload.model_validate({**real_payload(), **change})

@@ -1,0 +1,54 @@
+"""One real talker (`python -m talker`) per test session, started like a user would, on free ports.
+
+The server runs with one synthesis slot and one queue place so overload and timeouts are cheap to
+provoke, an admin token so faults can be injected, a dedicated metrics port, and its own TMPDIR so
+a test can prove no temporary files are left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from talker_app.talker_server import ADMIN_TOKEN, REQUEST_TIMEOUT_S, TalkerServer
+
+from stack.procs import ManagedProcess, free_port, wait_http
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def talker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TalkerServer]:
+    base = tmp_path_factory.mktemp("talker_server")
+    tmpdir = base / "tmp"
+    tmpdir.mkdir()
+    port, metrics_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "TMPDIR": str(tmpdir),
+        "TALKER_HOST": "127.0.0.1",
+        "TALKER_PORT": str(port),
+        "TALKER_METRICS_PORT": str(metrics_port),
+        "TALKER_ADMIN_TOKEN": ADMIN_TOKEN,
+        "TALKER_MAX_CONCURRENCY": "1",
+        "TALKER_MAX_QUEUE": "1",
+        "TALKER_REQUEST_TIMEOUT_S": str(REQUEST_TIMEOUT_S),
+        "TALKER_DEVICE": "cpu",
+        "TALKER_ENGINE_THREADS": "1",
+        "TALKER_LOG_LEVEL": "INFO",
+    }
+    env.pop("TALKER_LOG_TEXT", None)
+    with ManagedProcess("talker", [sys.executable, "-m", "talker"], log_dir=base, env=env, cwd=REPO) as proc:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/readyz", timeout=90, proc=proc)
+        yield TalkerServer(url=url, metrics_url=f"http://127.0.0.1:{metrics_port}/metrics", tmpdir=tmpdir, proc=proc)
+
+
+@pytest.fixture
+def faults(talker: TalkerServer) -> Iterator[TalkerServer]:
+    """The shared server, with faults cleared and slots drained after the test whatever it did."""
+    yield talker
+    talker.clear_faults_and_drain()

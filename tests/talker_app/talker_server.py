@@ -1,0 +1,59 @@
+"""A running talker as the tests see it: its URLs, its metrics, its fault switch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from stack.procs import ManagedProcess, poll_until
+
+ADMIN_TOKEN = "test-admin-token"
+REQUEST_TIMEOUT_S = 3.0
+
+
+@dataclass
+class TalkerServer:
+    url: str
+    metrics_url: str
+    tmpdir: Path
+    proc: ManagedProcess
+
+    def client(self, timeout: float = 30.0) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=timeout)
+
+    def scrape(self) -> str:
+        response = httpx.get(self.metrics_url, timeout=10)
+        response.raise_for_status()
+        return response.text
+
+    def samples(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        """{(sample name, labels): value} of the current exposition."""
+        result: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+        for family in text_string_to_metric_families(self.scrape()):
+            for sample in family.samples:
+                result[(sample.name, frozenset(sample.labels.items()))] = sample.value
+        return result
+
+    def value(self, name: str, **labels: str) -> float:
+        return self.samples().get((name, frozenset(labels.items())), 0.0)
+
+    def set_faults(self, **faults: object) -> None:
+        response = httpx.post(f"{self.url}/admin/faults", json=faults, headers=admin_headers(), timeout=10)
+        assert response.status_code == 200, response.text
+
+    def clear_faults_and_drain(self) -> None:
+        """Remove every fault and wait until no job holds a slot, so the next test starts clean."""
+        response = httpx.delete(f"{self.url}/admin/faults", headers=admin_headers(), timeout=10)
+        assert response.status_code == 200, response.text
+        poll_until(
+            lambda: self.value("talker_active_sessions") == 0 and self.value("talker_queue_depth") == 0,
+            timeout=REQUEST_TIMEOUT_S * 3,
+            what="talker slots to drain",
+        )
+
+
+def admin_headers(token: str = ADMIN_TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
