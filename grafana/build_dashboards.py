@@ -141,8 +141,9 @@ def overview() -> dict[str, Any]:
             (f"sum(talker_active_sessions{{{T}}})", "active"),
             (f"sum(talker_concurrency_limit{{{T}}})", "concurrency limit"),
         ]),
-        Panel("拒绝的请求（按原因）", "overloaded=429 队列满，timeout=超时，invalid=参数错误，unauthorized=管理接口鉴权失败。",
-              "reqps", [(f"sum by (reason) (rate(talker_requests_rejected_total{{{T}}}{R}))", "{{reason}}")]),
+        Panel("拒绝的请求（按原因）",
+              "overloaded=429 队列满，timeout=超时，invalid=参数错误，unauthorized=管理接口鉴权失败。", "reqps",
+              [(f"sum by (reason) (rate(talker_requests_rejected_total{{{T}}}{R}))", "{{reason}}")]),
         Panel("各阶段耗时 P95", "tts / animate / encode 每阶段 P95 计算时间。", "s",
               [("stage:talker_stage_duration_seconds:histogram_quantile", "{{stage}}")]),
         Panel("实时率 P95（按阶段）", "生成 1 秒音频所需计算秒数；> 1 表示慢于实时（TalkerSlowSynthesis）。", "short",
@@ -194,7 +195,8 @@ def slo() -> dict[str, Any]:
     avail = "talker:slo_availability_errors:ratio_rate{w} / on () group_left () (1 - talker:slo_availability:objective)"
     latency = "talker:slo_latency_errors:ratio_rate{w} / on () group_left () (1 - talker:slo_latency:objective)"
     windows = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
-    return dashboard("talker-slo", "Talker / SLO 与告警", "错误预算、燃烧率、当前告警和告警链路（relay / Alertmanager）健康。",
+    return dashboard("talker-slo", "Talker / SLO 与告警",
+                     "错误预算、燃烧率、当前告警和告警链路（relay / Alertmanager）健康。",
                      'label_values(up{job="dingtalk-relay"}, instance)', [
         Panel("可用性错误预算剩余（30 天）", "1 = 未消耗；≤ 0 = 耗尽。SLO：/v1 接口 99.5% 非 5xx。", "percentunit",
               [("talker:slo_availability:error_budget_remaining", "{{job}}")], kind="stat", width=6, height=5),
@@ -203,14 +205,17 @@ def slo() -> dict[str, Any]:
         Panel("正在触发的告警", "按告警名和级别统计的 firing 告警（Watchdog 始终存在）。", "short",
               [('sum by (alertname, severity) (ALERTS{alertstate="firing"})', "{{alertname}} {{severity}}")],
               kind="stat", width=12, height=5),
-        Panel("可用性燃烧率（按窗口）", "错误率 / 允许错误率。14.4（5m&1h）和 6（30m&6h）会呼叫值班；3、1 开工单。", "short",
+        Panel("可用性燃烧率（按窗口）",
+              "错误率 / 允许错误率。14.4（5m&1h）和 6（30m&6h）会呼叫值班；3、1 开工单。", "short",
               [(avail.format(w=w), w) for w in windows]),
-        Panel("延迟燃烧率（按窗口）", "慢请求比例 / 允许比例（5%）。", "short", [(latency.format(w=w), w) for w in windows]),
+        Panel("延迟燃烧率（按窗口）", "慢请求比例 / 允许比例（5%）。", "short",
+              [(latency.format(w=w), w) for w in windows]),
         Panel("钉钉投递（按结果）", "relay 每秒发送结果：sent / retried / failed。", "short",
               [(f'sum by (outcome) (rate(dingtalk_relay_notifications_total{{instance=~"$instance"}}{R}))',
                 "{{outcome}}")]),
         Panel("钉钉 API 错误与截断", "DingTalk 返回的非 0 errcode、被截断的消息、被 relay 限速的消息。", "short", [
-            (f'sum by (errcode) (rate(dingtalk_relay_api_errors_total{{instance=~"$instance"}}{R}))', "errcode {{errcode}}"),
+            (f'sum by (errcode) (rate(dingtalk_relay_api_errors_total{{instance=~"$instance"}}{R}))',
+             "errcode {{errcode}}"),
             (f'sum(rate(dingtalk_relay_messages_truncated_total{{instance=~"$instance"}}{R}))', "truncated"),
             (f'sum(rate(dingtalk_relay_rate_limited_total{{instance=~"$instance"}}{R}))', "rate limited"),
         ]),
@@ -221,8 +226,9 @@ def slo() -> dict[str, Any]:
               [('dingtalk_relay_pipeline_broken{instance=~"$instance"}', "{{instance}}")],
               kind="stat", width=6, height=5),
         Panel("投递耗时 P95", "relay 从收到 webhook 到钉钉返回成功的 P95。", "s",
-              [(f'histogram_quantile(0.95, sum by (le) (rate(dingtalk_relay_delivery_duration_seconds_bucket{{instance=~"$instance"}}{R})))',
-                "p95")], width=12, height=5),
+              [("histogram_quantile(0.95, sum by (le) ("
+                f'rate(dingtalk_relay_delivery_duration_seconds_bucket{{instance=~"$instance"}}{R})))', "p95")],
+              width=12, height=5),
         Panel("Alertmanager 通知（按渠道）", "Alertmanager 每秒发出的通知和失败数（webhook / email）。", "short", [
             (f"sum by (integration) (rate(alertmanager_notifications_total{R}))", "{{integration}} sent"),
             (f"sum by (integration) (rate(alertmanager_notifications_failed_total{R}))", "{{integration}} failed"),
@@ -233,6 +239,7 @@ def slo() -> dict[str, Any]:
 def host() -> dict[str, Any]:
     n = 'job="node-exporter", instance=~"$instance"'
     fs = f'{n}, fstype!~"tmpfs|overlay|squashfs|ramfs|nsfs|devtmpfs|fuse.*"'
+    nic = f'{n}, device!~"lo|veth.*|docker.*|br-.*"'
     return dashboard("talker-host", "Talker / 主机", "node-exporter 的主机 CPU、内存、磁盘和网络。",
                      'label_values(up{job="node-exporter"}, instance)', [
         Panel("CPU 使用率", "1 - 空闲时间比例（所有核平均）。", "percentunit",
@@ -247,9 +254,9 @@ def host() -> dict[str, Any]:
               [(f"1 - node_filesystem_avail_bytes{{{fs}}} / node_filesystem_size_bytes{{{fs}}}",
                 "{{instance}} {{mountpoint}}")]),
         Panel("网络流量", "每秒收发字节（排除回环和容器虚拟网卡）。", "Bps", [
-            (f'sum by (instance) (rate(node_network_receive_bytes_total{{{n}, device!~"lo|veth.*|docker.*|br-.*"}}{R}))',
+            (f'sum by (instance) (rate(node_network_receive_bytes_total{{{nic}}}{R}))',
              "{{instance}} rx"),
-            (f'sum by (instance) (rate(node_network_transmit_bytes_total{{{n}, device!~"lo|veth.*|docker.*|br-.*"}}{R}))',
+            (f'sum by (instance) (rate(node_network_transmit_bytes_total{{{nic}}}{R}))',
              "{{instance}} tx"),
         ]),
         Panel("磁盘 IO", "每秒读写字节。", "Bps", [
@@ -264,7 +271,9 @@ DASHBOARDS = {"talker-overview": overview, "talker-gpu": gpu, "talker-slo": slo,
 
 def render_all() -> dict[str, str]:
     """File name -> JSON text, exactly as committed."""
-    return {f"{name}.json": json.dumps(build(), ensure_ascii=False, indent=2) + "\n" for name, build in DASHBOARDS.items()}
+    return {
+        f"{name}.json": json.dumps(build(), ensure_ascii=False, indent=2) + "\n" for name, build in DASHBOARDS.items()
+    }
 
 
 def main() -> int:

@@ -104,6 +104,7 @@ def _wait_for(received: queue.Queue[dict[str, Any]], status: str, timeout: float
 @contextlib.contextmanager
 def running_alertmanager(webhook_url: str, workdir: Path, timeout: float = 30.0) -> Iterator[str]:
     """A real single-node Alertmanager whose only receiver posts to webhook_url; yields its base URL."""
+    workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "alertmanager.yml"
     config.write_text(CONFIG.format(url=webhook_url))
     port = free_port()

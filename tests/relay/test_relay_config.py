@@ -84,7 +84,13 @@ def test_relay_invalid_target_config_names_the_problem_not_the_secret(
 
 def test_relay_durations():
     assert [parse_duration(v) for v in ("5m", "30s", "1h30m", "250ms", "12", 7, "1.5")] == [
-        300, 30, 5400, 0.25, 12, 7, 1.5
+        300,
+        30,
+        5400,
+        0.25,
+        12,
+        7,
+        1.5,
     ]
     for bad in ("soon", "5x", "-3", "0", "m5"):
         with pytest.raises(ValueError):

@@ -56,8 +56,7 @@ def test_relay_renders_real_firing_payload_in_chinese_with_links_and_mentions():
     silence = text.split("[静默](")[1].split(")")[0]
     assert silence.startswith("http://alertmanager.example:9093/#/silences/new?filter=")
     assert unquote(silence.split("filter=")[1]) == (
-        '{alertname="TalkerHighErrorRate", instance="talker:8001", job="talker", service="talker", '
-        'severity="critical"}'
+        '{alertname="TalkerHighErrorRate", instance="talker:8001", job="talker", service="talker", severity="critical"}'
     )
     assert "@13800000000" in text and message.at_mobiles == ("13800000000",)
     assert KEYWORD in message.title and KEYWORD in text

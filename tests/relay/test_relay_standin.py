@@ -151,9 +151,7 @@ def test_relay_standin_unknown_token_and_bad_shapes(stand: DingTalkStandin):
 
 def test_relay_standin_faults_by_count_and_time(stand: DingTalkStandin, clock: FakeClock):
     def fault(spec: dict[str, Any]) -> int:
-        request = urllib.request.Request(
-            f"{stand.base_url}/api/faults", data=json.dumps(spec).encode(), method="POST"
-        )
+        request = urllib.request.Request(f"{stand.base_url}/api/faults", data=json.dumps(spec).encode(), method="POST")
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
                 return response.status

@@ -32,6 +32,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -301,44 +302,8 @@ def _title_text(message: dict[str, Any]) -> tuple[str, str]:
     return "", message["text"]["content"]
 
 
-INBOX_HTML = """<!doctype html>
-<html lang="zh-CN"><head><meta charset="utf-8"><title>DingTalk stand-in inbox</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body{font-family:system-ui,sans-serif;margin:0;background:#f2f3f5}
-header{background:#1677ff;color:#fff;padding:12px 16px}
-main{max-width:760px;margin:0 auto;padding:12px}
-.msg{background:#fff;border-radius:8px;padding:12px;margin:10px 0;box-shadow:0 1px 2px #0002}
-.meta{color:#888;font-size:12px}.title{font-weight:600;margin:4px 0}
-pre{white-space:pre-wrap;word-break:break-word;font-family:inherit;margin:0}
-.at{color:#1677ff;font-size:13px}#empty{color:#888}
-</style></head><body>
-<header>DingTalk stand-in — 收到的机器人消息 (auto-refresh)</header>
-<main><div id="empty">暂无消息 / no messages yet</div><div id="list"></div></main>
-<script>
-async function refresh(){
-  try{
-    const r = await fetch('api/messages'); const msgs = await r.json();
-    const list = document.getElementById('list'); list.replaceChildren();
-    document.getElementById('empty').style.display = msgs.length ? 'none' : 'block';
-    for (const m of msgs.slice().reverse()){
-      const d = document.createElement('div'); d.className = 'msg'; d.dataset.testid = 'message';
-      const meta = document.createElement('div'); meta.className = 'meta';
-      meta.textContent = new Date(m.received_at*1000).toLocaleString() + ' · ' + m.msgtype;
-      const t = document.createElement('div'); t.className = 'title'; t.textContent = m.title;
-      const p = document.createElement('pre'); p.textContent = m.text;
-      d.append(meta, t, p);
-      const who = (m.at.atMobiles||[]).map(x => '@'+x).concat(m.at.isAtAll ? ['@所有人'] : []);
-      if (who.length){
-        const a = document.createElement('div'); a.className = 'at'; a.textContent = who.join(' '); d.append(a);
-      }
-      list.append(d);
-    }
-  }catch(e){}
-}
-refresh(); setInterval(refresh, 2000);
-</script></body></html>
-"""
+# The inbox page lives next to this file so the demo image (which copies this folder) serves it too.
+INBOX_HTML = Path(__file__).with_name("dingtalk_inbox.html")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -370,7 +335,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/api/requests":
             self._send(200, self.owner.answers)
         elif path in ("/", "/index.html"):
-            self._send(200, INBOX_HTML.encode(), "text/html; charset=utf-8")
+            self._send(200, INBOX_HTML.read_bytes(), "text/html; charset=utf-8")
         else:
             self._send(404, {"error": "not found"})
 

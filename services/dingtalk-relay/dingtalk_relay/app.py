@@ -58,6 +58,23 @@ class RelayRuntime:
             return
         install_redaction(secret for t in self.targets.values() for secret in t.secret_values())
         self.metrics.init_targets(self.targets)
+        for t in self.targets.values():
+            log.info(
+                "target %s: %s, signed=%s, keyword=%s, mentions=%d mobile(s)%s for %s",
+                t.name,
+                t.api_base,
+                t.secret is not None,
+                bool(t.keyword),
+                len(t.at_mobiles),
+                " + all" if t.at_all else "",
+                ",".join(sorted(t.mention_severities)),
+            )
+        if s.rate_limit_burst + s.rate_limit_per_minute > 20:
+            log.warning(
+                "rate limit %g/min + burst %d can exceed DingTalk's 20 messages/min (then 10 min of errcode 130101)",
+                s.rate_limit_per_minute,
+                s.rate_limit_burst,
+            )
 
     def start(self, http: httpx.AsyncClient) -> list[asyncio.Task[None]]:
         if self.config_error or self.renderer is None:
@@ -167,7 +184,8 @@ def create_app(settings: RelaySettings | None = None, *, transport: httpx.AsyncB
             if result.ok:
                 return JSONResponse({"status": "sent", "alerts": len(parsed.alerts)})
             error = "dingtalk_rejected" if result.status_code == 502 else "dingtalk_unavailable"
-            return _error(result.status_code, error, result.reason, errcode=result.errcode)
+            extra = {"errcode": result.errcode} if result.errcode is not None else {}
+            return _error(result.status_code, error, result.reason, **extra)
         except Exception:  # Alertmanager must get a retryable answer, a client never a traceback
             log.exception("unexpected error handling a webhook for target %s", target[:40])
             return _error(503, "internal_error", "internal relay error; Alertmanager will retry")

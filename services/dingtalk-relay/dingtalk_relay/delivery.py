@@ -194,6 +194,13 @@ class TargetDispatcher:
             self.metrics.api_errors.labels(name, errcode_label(outcome.errcode)).inc()
         if outcome.ok:
             self.messages_sent += 1
+            alerts = sum(len(n.alerts) for n in batch)
+            log.info(
+                "target %s: delivered %d alert(s) from %d notification(s) in one message",
+                name,
+                alerts,
+                len(batch),
+            )
             for n in batch:
                 self.metrics.delivery_duration.labels(name).observe(self.clock() - n.accepted_at)
                 self._resolve(n, DeliveryResult(True, 200, "sent", 0), outcome="sent")

@@ -234,9 +234,7 @@ class MessageRenderer:
     def render_heartbeat(
         self, target: Target, *, broken: bool, last_seen: float | None, timeout: float
     ) -> DingTalkMessage:
-        last = (
-            datetime.fromtimestamp(last_seen, tz=self.tz).strftime("%Y-%m-%d %H:%M:%S %Z") if last_seen else "-"
-        )
+        last = datetime.fromtimestamp(last_seen, tz=self.tz).strftime("%Y-%m-%d %H:%M:%S %Z") if last_seen else "-"
         title = "监控链路中断 / monitoring pipeline broken" if broken else "监控链路恢复 / monitoring pipeline restored"
         if target.keyword and target.keyword not in title:
             title = f"{title} {target.keyword}"

@@ -75,9 +75,7 @@ def _read_secret(
         try:
             text = Path(str(file)).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise TargetConfigError(
-                f"target {name!r}: cannot read {field_name}_file {file} ({exc.strerror})"
-            ) from None
+            raise TargetConfigError(f"target {name!r}: cannot read {field_name}_file {file} ({exc.strerror})") from None
         if not text:
             raise TargetConfigError(f"target {name!r}: {field_name}_file {file} is empty")
         return SecretStr(text)

@@ -1,0 +1,92 @@
+"""Grafana dashboards as code: committed JSON is the generator's output, every panel is usable
+(unit, description, provisioned datasource) and every metric it names is defined somewhere real."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from monitoring.mon_helpers import REPO_ROOT
+
+from stack import contract
+
+GRAFANA = REPO_ROOT / "grafana"
+DASHBOARD_FILES = contract.dashboard_files()
+
+
+def provisioned_datasource_uids() -> dict[str, str]:
+    uids = {}
+    for path in (GRAFANA / "provisioning" / "datasources").glob("*.yml"):
+        for ds in yaml.safe_load(path.read_text(encoding="utf-8"))["datasources"]:
+            uids[ds["type"]] = ds["uid"]
+    return uids
+
+
+def load_generator():
+    spec = importlib.util.spec_from_file_location("build_dashboards", GRAFANA / "build_dashboards.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_dashboards_equal_generator_output() -> None:
+    generated = load_generator().render_all()
+    committed = {path.name: path.read_text(encoding="utf-8") for path in DASHBOARD_FILES}
+    assert committed == generated, "run: python grafana/build_dashboards.py"
+    assert {"talker-overview.json", "talker-gpu.json", "talker-slo.json", "talker-host.json"} <= set(committed)
+
+
+def test_provisioning_points_at_prometheus_and_alertmanager() -> None:
+    uids = provisioned_datasource_uids()
+    assert uids == {"prometheus": "prometheus", "alertmanager": "alertmanager"}
+    provider = yaml.safe_load((GRAFANA / "provisioning/dashboards/dashboards.yml").read_text(encoding="utf-8"))
+    assert provider["providers"][0]["folder"] == "Talker"
+
+
+@pytest.mark.parametrize("path", DASHBOARD_FILES, ids=lambda p: p.name)
+def test_dashboard_panels_are_complete(path: Path) -> None:
+    dashboard = json.loads(path.read_text(encoding="utf-8"))
+    prometheus_uid = provisioned_datasource_uids()["prometheus"]
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["current"]["value"] == prometheus_uid
+    assert "instance" in variables
+
+    def resolve(uid: str) -> str:
+        return variables["datasource"]["current"]["value"] if uid == "${datasource}" else uid
+
+    panels = list(contract.dashboard_panels(dashboard))
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids)), "duplicate panel ids"
+    for panel in panels:
+        where = f"{path.name} panel {panel['id']} {panel['title']!r}"
+        assert panel.get("description"), f"{where}: no description"
+        assert panel["fieldConfig"]["defaults"].get("unit"), f"{where}: no unit"
+        assert resolve(panel["datasource"]["uid"]) == prometheus_uid, where
+        assert panel["targets"], f"{where}: no query"
+        for target in panel["targets"]:
+            assert resolve(target["datasource"]["uid"]) == prometheus_uid, where
+            assert target["expr"].strip(), where
+
+
+def test_dashboard_metric_names_are_defined() -> None:
+    defined = contract.contract_series()
+    recorded = contract.recording_rule_names()
+    for query in contract.dashboard_queries():
+        for name in query.metric_names:
+            if ":" in name:
+                assert name in recorded, f"{query.source}: unknown recording rule {name}"
+            elif name.startswith(contract.OWN_PREFIXES):
+                assert name in defined, f"{query.source}: {name} is not defined in any service metrics module"
+
+
+def test_metric_name_extraction_sees_through_promql_syntax() -> None:
+    expr = ('1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle", x=~"a|b"}[5m])) > on () group_left ()'
+            ' (14.4 * (1 - talker:slo_availability:objective)) or vector(0) unless up offset 5m')
+    assert contract.promql_metric_names(expr) == {"node_cpu_seconds_total", "talker:slo_availability:objective", "up"}

@@ -1,0 +1,158 @@
+"""Delivery semantics over real HTTP: retries, permanent errors, DingTalk down, bursts merged under the limit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from dingtalk_relay.settings import RelaySettings
+from relay.relay_helpers import (
+    PLAIN_TOKEN,
+    SIGNED_SECRET,
+    SIGNED_TOKEN,
+    InProcessRelay,
+    metric_value,
+    payload_with,
+    real_payload,
+)
+from standins.dingtalk import DingTalkStandin, Robot
+
+from stack.procs import free_port
+
+RunRelay = Callable[[RelaySettings], InProcessRelay]
+
+
+def post(relay: InProcessRelay, body: Any, target: str = "default") -> httpx.Response:
+    return httpx.post(f"{relay.url}/alertmanager/{target}", json=body, timeout=30)
+
+
+def metrics(relay: InProcessRelay) -> str:
+    return httpx.get(f"{relay.url}/metrics", timeout=10).text
+
+
+async def post_many(url: str, bodies: list[dict[str, Any]]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(timeout=60) as client:
+        return await asyncio.gather(*(client.post(url, json=b) for b in bodies))
+
+
+def distinct_bodies(count: int) -> list[dict[str, Any]]:
+    bodies = []
+    for i in range(count):
+        body = payload_with(1, name=f"BurstAlert{i:02d}")
+        body["alerts"][0]["annotations"]["description"] = "短描述"
+        bodies.append(body)
+    return bodies
+
+
+def test_relay_dingtalk_down_gives_5xx_within_the_deadline(
+    standin: DingTalkStandin, relay_settings: Callable[..., RelaySettings], run_relay: RunRelay
+):
+    refused = run_relay(relay_settings(dingtalk_api_base=f"http://127.0.0.1:{free_port()}", delivery_deadline=1.0))
+    answer = post(refused, real_payload())
+    assert answer.status_code == 503 and answer.json()["error"] == "dingtalk_unavailable"
+    assert "network error" in answer.json()["message"]
+    exposition = metrics(refused)
+    assert metric_value(exposition, "dingtalk_relay_notifications_total", {"outcome": "failed"}) == 1
+    assert metric_value(exposition, "dingtalk_relay_notifications_total", {"outcome": "retried"}) >= 2
+
+    relay = run_relay(relay_settings(delivery_deadline=1.0))
+    standin.set_fault({"http_status": 503, "count": 1000})
+    answer = post(relay, real_payload())
+    assert answer.status_code == 503 and "HTTP 503" in answer.json()["message"]
+    assert standin.messages == []
+
+
+def test_relay_retries_through_130101_then_succeeds(
+    standin: DingTalkStandin, relay_settings: Callable[..., RelaySettings], run_relay: RunRelay
+):
+    # Retries take rate-limit tokens too; a fast bucket lets four attempts fit in the 3 s test deadline.
+    relay = run_relay(relay_settings(rate_limit_per_minute=600))
+    standin.set_fault({"errcode": 130101, "count": 3})
+    answer = post(relay, real_payload())
+    assert answer.status_code == 200, answer.text
+    assert len(standin.messages) == 1
+    assert [a["errcode"] for a in standin.answers] == [130101, 130101, 130101, 0]
+    exposition = metrics(relay)
+    assert metric_value(exposition, "dingtalk_relay_api_errors_total", {"errcode": "130101"}) == 3
+    assert metric_value(exposition, "dingtalk_relay_notifications_total", {"outcome": "retried"}) == 3
+    assert metric_value(exposition, "dingtalk_relay_notifications_total", {"outcome": "sent"}) == 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "errcode"),
+    [({"dingtalk_secret": "SECnot-the-right-one"}, 310000), ({"dingtalk_token": "tok-nobody-knows"}, 300001)],
+)
+def test_relay_permanent_errcode_is_502_at_once_and_counted(
+    standin: DingTalkStandin,
+    relay_settings: Callable[..., RelaySettings],
+    run_relay: RunRelay,
+    overrides: dict[str, str],
+    errcode: int,
+):
+    relay = run_relay(relay_settings(delivery_deadline=20, **overrides))
+    answer = post(relay, real_payload())
+    assert answer.status_code == 502 and answer.json()["errcode"] == errcode
+    assert len(standin.answers) == 1  # no retries for a configuration error
+    exposition = metrics(relay)
+    assert metric_value(exposition, "dingtalk_relay_api_errors_total", {"errcode": str(errcode)}) == 1
+    assert metric_value(exposition, "dingtalk_relay_notifications_total", {"outcome": "failed"}) == 1
+
+
+def test_relay_burst_of_50_is_merged_and_never_throttled(relay_settings: Callable[..., RelaySettings], run_relay):
+    # DingTalk's 20/min scaled to 20 per 3 s; the relay's bucket scaled the same way (1 + 5/s * 3 s = 16 <= 20).
+    with DingTalkStandin([Robot(PLAIN_TOKEN)], rate_limit=20, rate_window=3.0) as fast_dingtalk:
+        relay = run_relay(
+            relay_settings(
+                dingtalk_token=PLAIN_TOKEN,
+                dingtalk_secret=None,
+                dingtalk_api_base=fast_dingtalk.base_url,
+                rate_limit_per_minute=300,
+                rate_limit_burst=1,
+            )
+        )
+        answers = asyncio.run(post_many(f"{relay.url}/alertmanager/default", distinct_bodies(50)))
+        assert [a.status_code for a in answers] == [200] * 50
+        assert all(a["errcode"] == 0 for a in fast_dingtalk.answers)  # never 130101
+        texts = "\n".join(m["text"] for m in fast_dingtalk.messages)
+        assert all(f"BurstAlert{i:02d}" in texts for i in range(50))  # every alert arrived
+        assert len(fast_dingtalk.messages) < 50  # ... merged
+        assert metric_value(metrics(relay), "dingtalk_relay_rate_limited_total") > 0
+
+
+def test_relay_burst_at_default_rate_stays_within_20_messages(
+    standin: DingTalkStandin, relay_settings: Callable[..., RelaySettings], run_relay: RunRelay
+):
+    relay = run_relay(relay_settings(delivery_deadline=8.0, retry_initial_backoff=0.25, retry_max_backoff=2.0))
+    answers = asyncio.run(post_many(f"{relay.url}/alertmanager/default", distinct_bodies(50)))
+    assert [a.status_code for a in answers] == [200] * 50
+    assert 1 < len(standin.messages) <= 20
+    assert all(a["errcode"] == 0 for a in standin.answers)
+
+
+def test_relay_never_leaks_secrets_in_logs_or_responses(
+    standin: DingTalkStandin,
+    relay_settings: Callable[..., RelaySettings],
+    run_relay: RunRelay,
+    caplog: pytest.LogCaptureFixture,
+):
+    caplog.set_level(logging.DEBUG)
+    ok = run_relay(relay_settings())
+    wrong = run_relay(relay_settings(dingtalk_secret="SECwrong-secret-value"))
+    down = run_relay(relay_settings(dingtalk_api_base=f"http://127.0.0.1:{free_port()}", delivery_deadline=0.5))
+    responses = [
+        post(ok, real_payload()),
+        post(wrong, real_payload()),
+        post(down, real_payload()),
+        post(ok, {"version": "4", "alerts": "x"}),
+        httpx.get(f"{ok.url}/readyz"),
+        httpx.get(f"{ok.url}/metrics"),
+    ]
+    assert [r.status_code for r in responses] == [200, 502, 503, 422, 200, 200]
+    seen = "\n".join(r.text for r in responses) + "\n" + caplog.text
+    assert "DingTalk errcode 310000" in seen and "network error" in seen  # the logs did say something
+    for secret in (SIGNED_TOKEN, SIGNED_SECRET, "SECwrong-secret-value", "access_token="):
+        assert secret not in seen, secret
