@@ -13,6 +13,7 @@ import json
 import os
 import re
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -52,7 +53,7 @@ def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None
     request = urllib.request.Request(url, data=data, method=method, headers={
         "Content-Type": "application/json", **(headers or {})})
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - local test servers
+        with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
@@ -232,9 +233,25 @@ def test_talker_down_inhibits_other_talker_alerts_of_that_instance(stack: Stack)
     def states() -> dict[tuple[str, str], list[str]] | None:
         listed = json.loads(http("GET", f"{stack.urls['alertmanager']}/api/v2/alerts?silenced=false")[1])
         found = {(a["labels"]["alertname"], a["labels"]["instance"]): a["status"]["inhibitedBy"] for a in listed
-                 if a["labels"]["instance"] in ("inhibition-check:8001", "other:8001")}
+                 if a["labels"].get("instance") in ("inhibition-check:8001", "other:8001")}
         return found if len(found) == 3 and found[("TalkerHighLatency", "inhibition-check:8001")] else None
 
     found = poll_until(states, timeout=20, what="Alertmanager to inhibit TalkerHighLatency under TalkerDown")
     assert found[("TalkerDown", "inhibition-check:8001")] == []
     assert found[("TalkerHighLatency", "other:8001")] == []
+
+
+def test_injected_errors_fire_talker_high_error_rate_within_a_minute(stack: Stack) -> None:
+    """The fast profile promise the e2e tests rely on: 50 % injected 500s -> a firing alert in under a minute."""
+    api, admin = stack.urls["talker"], {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    assert http("POST", f"{api}/admin/faults", {"error_rate": 0.5}, admin)[0] == 200
+    started = time.monotonic()
+    try:
+        def firing() -> bool:
+            http("POST", f"{api}/v1/tts", {"text": "load"})  # keep a few requests per second flowing
+            return bool(prom_query(stack, 'ALERTS{alertname="TalkerHighErrorRate", alertstate="firing"}'))
+
+        poll_until(firing, timeout=60, interval=0.1, what="TalkerHighErrorRate firing under 50 % injected errors")
+    finally:
+        http("DELETE", f"{api}/admin/faults", None, admin)
+    assert time.monotonic() - started < 60

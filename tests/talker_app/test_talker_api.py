@@ -141,3 +141,9 @@ def test_talker_leaves_no_temp_files(talker: TalkerServer) -> None:
     assert post(talker, "/v1/tts", json={"text": "Nothing on disk."}).status_code == 200
     assert post(talker, "/v1/talk", json={"text": "Nothing on disk."}).status_code == 200
     assert {p.name for p in talker.tmpdir.iterdir()} == at_startup
+
+
+def test_talker_refuses_huge_bodies_before_reading_them(talker: TalkerServer) -> None:
+    response = post(talker, "/v1/tts", json={"text": "x" * 100_000})
+    assert response.status_code == 413
+    assert response.json()["field"] == "body"

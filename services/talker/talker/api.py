@@ -26,7 +26,8 @@ T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
 
-def get_service(request: Request) -> TalkerService:
+async def get_service(request: Request) -> TalkerService:
+    # async on purpose: FastAPI runs plain-def dependencies in a worker thread (a hop per request).
     service: TalkerService = request.app.state.service
     return service
 

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from talker.observe import request_context
 from talker.types import EMOTIONS
 
 
@@ -83,10 +84,15 @@ def error_response(exc: ApiError) -> JSONResponse:
 def install_error_handlers(app: FastAPI, count_rejection: Callable[[str], None]) -> None:
     """count_rejection(reason) is called for every refused request that has a reason."""
 
-    async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
+    async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
         if exc.reason:
             count_rejection(exc.reason)
+        # The log line of this request says why it failed (error and field, never the input).
+        details = request_context(request).details
+        details["error"] = exc.body["error"]
+        if "field" in exc.body:
+            details["field"] = exc.body["field"]
         return error_response(exc)
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -28,6 +28,8 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 CONTEXT_KEY = "talker.context"
 QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+# Bodies are a few hundred characters of JSON; refusing big ones before reading them keeps memory bounded.
+MAX_BODY_BYTES = 64 * 1024
 
 
 @dataclass
@@ -70,6 +72,12 @@ class RequestObserver:
         if self.record_metrics:
             self.metrics.http_in_flight.inc()
         try:
+            if _declared_body_size(scope) > MAX_BODY_BYTES:
+                if self.record_metrics:
+                    self.metrics.rejected.labels("invalid").inc()
+                await _send_json(send_observed, 413, {"error": "request body too large", "field": "body",
+                                                      "detail": f"at most {MAX_BODY_BYTES} bytes"})
+                return
             await self.app(scope, receive, send_observed)
         except asyncio.CancelledError:
             status = status or 499  # the client went away before we answered
@@ -77,8 +85,7 @@ class RequestObserver:
         except Exception:
             error_log.exception("unhandled error", extra={"request_id": ctx.request_id})
             if status == 0:
-                status = 500
-                await _send_internal_error(send, ctx.request_id, request_id_header)
+                await _send_json(send_observed, 500, {"error": "internal error", "request_id": ctx.request_id})
         finally:
             seconds = time.perf_counter() - started
             method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
@@ -105,15 +112,21 @@ def _route_template(scope: Scope) -> str:
     return path if isinstance(path, str) and path else UNMATCHED_ROUTE
 
 
-async def _send_internal_error(send: Send, request_id: str, request_id_header: tuple[bytes, bytes]) -> None:
-    body = json.dumps({"error": "internal error", "request_id": request_id}).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        request_id_header,
-    ]
-    await send({"type": "http.response.start", "status": 500, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def _declared_body_size(scope: Scope) -> int:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0  # the server rejects a malformed length itself
+    return 0
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    payload = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
 
 
 def _log_request(ctx: RequestContext, method: str, route: str, status: int, seconds: float) -> None:

@@ -1,0 +1,103 @@
+"""The compose files and Dockerfiles keep the deployment promises (no Docker needed to check these)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PUBLISHED = {"talker", "grafana", "mailpit", "dingtalk-standin"}
+OUR_IMAGES = {"talker": "services/talker/Dockerfile", "dingtalk-relay": "services/dingtalk-relay/Dockerfile",
+              "dingtalk-standin": "services/dingtalk-standin/Dockerfile"}
+VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
+
+
+def load(name: str) -> dict[str, Any]:
+    return dict(yaml.safe_load((ROOT / name).read_text(encoding="utf-8")))
+
+
+def test_stack_only_user_facing_ports_are_published_on_bind_address() -> None:
+    services = load("docker-compose.yml")["services"]
+    for name, service in services.items():
+        ports = service.get("ports", [])
+        if name in PUBLISHED:
+            assert ports, f"{name} should be reachable from the host"
+            assert all(str(p).startswith("${BIND_ADDRESS:-127.0.0.1}:") for p in ports), (name, ports)
+        else:
+            assert not ports, f"{name} must stay on the internal network, publishes {ports}"
+    for name, service in load("docker-compose.debug.yml")["services"].items():
+        assert all(str(p).startswith("127.0.0.1:") for p in service["ports"]), name
+
+
+def test_stack_images_are_pinned_and_overridable() -> None:
+    for file in ("docker-compose.yml", "docker-compose.gpu.yml"):
+        for name, service in load(file)["services"].items():
+            if "image" not in service:
+                continue
+            match = re.fullmatch(r"\$\{([A-Z_]+_IMAGE):-([^}]+)\}(-cuda)?", service["image"])
+            assert match, f"{file}:{name} image must be ${{X_IMAGE:-pinned}}, is {service['image']}"
+            if name not in OUR_IMAGES and name != "config-init":
+                assert not match.group(2).endswith(":latest") and ":" in match.group(2), (name, match.group(2))
+
+
+def test_stack_services_restart_and_report_health() -> None:
+    services = load("docker-compose.yml")["services"]
+    services.update(load("docker-compose.gpu.yml")["services"] | {})
+    for name, service in services.items():
+        if name == "config-init":
+            assert service.get("restart") == "no"  # one-shot
+            continue
+        full = load("docker-compose.yml")["services"].get(name, service)
+        assert full.get("restart") == "unless-stopped", name
+        if name in OUR_IMAGES:
+            assert "HEALTHCHECK" in (ROOT / OUR_IMAGES[name]).read_text(), f"{name}: Dockerfile HEALTHCHECK"
+        else:
+            assert "healthcheck" in full, f"{name} needs a healthcheck"
+    for name, service in load("docker-compose.yml")["services"].items():
+        for dep, spec in service.get("depends_on", {}).items():
+            assert spec["condition"] in ("service_healthy", "service_completed_successfully"), (name, dep)
+
+
+def test_stack_monitoring_configs_are_rendered_into_read_only_volumes() -> None:
+    services = load("docker-compose.yml")["services"]
+    assert "--web.enable-lifecycle" in services["prometheus"]["command"]
+    assert "prometheus-config:/etc/prometheus/rendered:ro" in services["prometheus"]["volumes"]
+    assert "alertmanager-config:/etc/alertmanager/rendered:ro" in services["alertmanager"]["volumes"]
+    # SMTP secrets go only where Alertmanager reads them, never into the Prometheus volume.
+    assert not any("alertmanager-config" in v for v in services["prometheus"]["volumes"])
+    assert all(v.endswith(":ro") for v in services["config-init"]["volumes"] if v.startswith("./"))
+    grafana = services["grafana"]
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert "./grafana/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
+
+
+def test_stack_gpu_overlay_reserves_nvidia_devices_and_adds_dcgm() -> None:
+    gpu = load("docker-compose.gpu.yml")["services"]
+    devices = gpu["talker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    assert gpu["talker"]["build"]["args"]["TORCH_VARIANT"].startswith("${TORCH_VARIANT:-cu")
+    assert "dcgm-exporter" in gpu
+    assert "--gpu" in gpu["config-init"]["environment"]["CONFIG_RENDER_ARGS"]
+
+
+def test_stack_env_example_documents_every_compose_variable() -> None:
+    documented = set(re.findall(r"^([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
+    used: set[str] = set()
+    for file in ("docker-compose.yml", "docker-compose.gpu.yml", "docker-compose.debug.yml"):
+        # `$${VAR}` is a literal for the container's shell, not a compose variable.
+        text = (ROOT / file).read_text().replace("$${", "")
+        used |= set(VARIABLE.findall(text))
+    assert used - documented == set(), f"undocumented in .env.example: {sorted(used - documented)}"
+
+
+def test_stack_dockerfiles_take_a_base_image_and_run_unprivileged() -> None:
+    for dockerfile in OUR_IMAGES.values():
+        text = (ROOT / dockerfile).read_text()
+        assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim-bookworm$", text, re.MULTILINE), dockerfile
+        user = re.findall(r"^USER (\S+)$", text, re.MULTILINE)
+        assert user and user[-1] not in ("root", "0"), dockerfile
+    talker = (ROOT / OUR_IMAGES["talker"]).read_text()
+    assert "ARG TORCH_VARIANT=cpu" in talker and "ARG PIP_NO_INDEX" in talker
