@@ -46,8 +46,7 @@ dev: install
 smoke:
 	@if $(COMPOSE) ps -q prometheus 2>/dev/null | grep -q .; then \
 		echo "compose stack is up: running the smoke test on its network"; \
-		$(COMPOSE) $(COMPOSE_FILES) run --rm --no-deps -T -e TALKER_ADMIN_TOKEN config-init \
-			python -m stack.smoke --in-compose $(SMOKE_ARGS); \
+		$(COMPOSE) $(COMPOSE_FILES) run --rm --no-deps -T smoke $(SMOKE_ARGS); \
 	else \
 		$(VPY) -m stack.smoke $(SMOKE_ARGS); \
 	fi

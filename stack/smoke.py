@@ -270,8 +270,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Endpoints]:
                         help="seconds to wait for each hop")
     defaults = Endpoints.compose() if "--in-compose" in (argv if argv is not None else sys.argv) else Endpoints()
     for name in ("talker", "talker_metrics", "prometheus", "alertmanager", "relay", "dingtalk", "mailpit"):
-        env_value = os.environ.get(f"SMOKE_{name.upper()}_URL")
-        parser.add_argument(f"--{name.replace('_', '-')}", default=env_value or getattr(defaults, name),
+        env_value = os.environ.get(f"SMOKE_{name.upper()}_URL")  # set but empty is meaningful (real DingTalk)
+        parser.add_argument(f"--{name.replace('_', '-')}", default=getattr(defaults, name) if env_value is None
+                            else env_value,
                             help=f"URL (env SMOKE_{name.upper()}_URL); --dingtalk '' for real DingTalk")
     parser.add_argument("--admin-token", default=os.environ.get("TALKER_ADMIN_TOKEN", ""))
     args = parser.parse_args(argv)

@@ -158,9 +158,14 @@ probes = APIRouter(tags=["probes"])
 
 
 @probes.get("/healthz")
-async def healthz() -> dict[str, str]:
-    """The process is alive and serving HTTP (engines may still be loading)."""
-    return {"status": "ok"}
+async def healthz(service: ServiceDep) -> JSONResponse:
+    """The process is alive and serving HTTP (engines may still be loading).
+
+    Only a failed engine load makes it 503: such a process can never become ready, so a supervisor
+    should restart it rather than wait."""
+    if service.state == "failed":
+        return JSONResponse({"status": "failed", "detail": "engine load failed; see the log"}, status_code=503)
+    return JSONResponse({"status": "ok"})
 
 
 @probes.get("/readyz")

@@ -75,11 +75,6 @@ class TalkerService:
         self._loader = threading.Thread(target=self._load, name="talker-load", daemon=True)
         self._loader.start()
 
-    def wait_loaded(self, timeout: float | None = None) -> bool:
-        if self._loader is not None:
-            self._loader.join(timeout)
-        return self.state != "loading"
-
     def _load(self) -> None:
         started = time.monotonic()
         try:
