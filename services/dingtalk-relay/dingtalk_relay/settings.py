@@ -35,7 +35,7 @@ def parse_duration(value: object) -> float:
 
 
 class RelaySettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RELAY_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="RELAY_", extra="ignore", env_ignore_empty=True)
 
     host: str = "0.0.0.0"  # noqa: S104 - a container service listens on all interfaces
     port: int = 8060

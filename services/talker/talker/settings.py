@@ -11,7 +11,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TALKER_", extra="ignore")
+    # Compose passes unset variables as "" (`${TALKER_ADMIN_TOKEN:-}`): an empty value means "not set",
+    # so an empty admin token keeps /admin disabled instead of enabling it with an unmatchable token.
+    model_config = SettingsConfigDict(env_prefix="TALKER_", extra="ignore", env_ignore_empty=True)
 
     host: str = "0.0.0.0"  # noqa: S104 - a container service listens on all interfaces
     port: int = 8000
