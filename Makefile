@@ -24,6 +24,5 @@ lint: install
 	$(MAKE) lint-monitoring
 
 ## test: everything CI runs (unit, integration, browser, local e2e, compose e2e)
-test: install
-	$(VENV)/bin/ruff check .
+test: lint
 	$(VENV)/bin/pytest
