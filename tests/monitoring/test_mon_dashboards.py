@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from monitoring.mon_helpers import REPO_ROOT
+from monitoring.mon_helpers import REPO_ROOT, assert_metric_names_defined
 
 from stack import contract
 
@@ -76,14 +76,7 @@ def test_dashboard_panels_are_complete(path: Path) -> None:
 
 
 def test_dashboard_metric_names_are_defined() -> None:
-    defined = contract.contract_series()
-    recorded = contract.recording_rule_names()
-    for query in contract.dashboard_queries():
-        for name in query.metric_names:
-            if ":" in name:
-                assert name in recorded, f"{query.source}: unknown recording rule {name}"
-            elif name.startswith(contract.OWN_PREFIXES):
-                assert name in defined, f"{query.source}: {name} is not defined in any service metrics module"
+    assert_metric_names_defined(contract.dashboard_queries())
 
 
 def test_metric_name_extraction_sees_through_promql_syntax() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from monitoring.mon_helpers import REPO_ROOT, run_tool
+from monitoring.mon_helpers import REPO_ROOT, assert_metric_names_defined, run_tool
 
 from stack import contract
 from stack.config_render import RenderedConfig
@@ -120,14 +120,7 @@ def test_fast_profile_shortens_every_for(rendered_profiles: dict[str, RenderedCo
 
 
 def test_metric_names_in_rules_are_defined_by_the_services_or_recording_rules() -> None:
-    defined = contract.contract_series()
-    recorded = contract.recording_rule_names()
-    for query in contract.rule_queries():
-        for name in query.metric_names:
-            if ":" in name:
-                assert name in recorded, f"{query.source}: unknown recording rule {name}"
-            elif name.startswith(contract.OWN_PREFIXES):
-                assert name in defined, f"{query.source}: {name} is not defined in any service metrics module"
+    assert_metric_names_defined(contract.rule_queries())
 
 
 def test_latency_slo_bucket_exists_in_talker_histogram() -> None:

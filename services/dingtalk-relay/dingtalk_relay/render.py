@@ -77,6 +77,13 @@ def _one_line(text: str, limit: int = MAX_FIELD_CHARS) -> str:
     return _cap(_WHITESPACE.sub(" ", text).strip(), limit)
 
 
+def _with_keyword(title: str, target: Target) -> str:
+    # DingTalk's keyword check: keep the keyword in the title as well as the text.
+    if target.keyword and target.keyword not in title:
+        return f"{title} {target.keyword}"
+    return title
+
+
 def _cap(text: str, limit: int | None) -> str:
     if limit is None or len(text) <= limit:
         return text
@@ -217,10 +224,7 @@ class MessageRenderer:
             counts.append(f"恢复 {resolved} 条")
         distinct = list(dict.fromkeys(names))
         what = distinct[0] if len(distinct) == 1 else f"{distinct[0]} 等 {len(distinct)} 种"
-        title = _cap(f"[{' / '.join(counts)}] {what}", MAX_TITLE_CHARS)
-        if target.keyword and target.keyword not in title:
-            title = f"{title} {target.keyword}"  # DingTalk's keyword check: keep it in title and text
-        return title
+        return _with_keyword(_cap(f"[{' / '.join(counts)}] {what}", MAX_TITLE_CHARS), target)
 
     def _hard_cap(self, message: DingTalkMessage) -> DingTalkMessage:
         """Last resort for absurd inputs (one huge alert name): cut the text by bytes."""
@@ -235,9 +239,10 @@ class MessageRenderer:
         self, target: Target, *, broken: bool, last_seen: float | None, timeout: float
     ) -> DingTalkMessage:
         last = datetime.fromtimestamp(last_seen, tz=self.tz).strftime("%Y-%m-%d %H:%M:%S %Z") if last_seen else "-"
-        title = "监控链路中断 / monitoring pipeline broken" if broken else "监控链路恢复 / monitoring pipeline restored"
-        if target.keyword and target.keyword not in title:
-            title = f"{title} {target.keyword}"
+        title = _with_keyword(
+            "监控链路中断 / monitoring pipeline broken" if broken else "监控链路恢复 / monitoring pipeline restored",
+            target,
+        )
         mention = broken and target.mentions_for({"critical"})
         text = self._env.get_template("heartbeat_broken.md.j2" if broken else "heartbeat_recovered.md.j2").render(
             title=title,
