@@ -87,9 +87,10 @@ class Profile:
     prometheus_args: tuple[str, ...] = ()
 
 
-PROFILES: dict[str, Profile] = {
-    # Production: see the comments in alertmanager/alertmanager.yml and docs/alerting.md.
-    "default": Profile("15s", "5s", "4s", "15s", None, "30s", "5m", "4h", "1h", "5s", "1m", "1m", "5m"),
+# None = the timings exactly as written in prometheus/ and alertmanager/ (production; their comments and
+# docs/alerting.md explain them): the files stay the one place to change them.
+PROFILES: dict[str, Profile | None] = {
+    "default": None,
     # A person watching a demo: alerts within a minute or two, group updates every minute.
     "demo": Profile(
         "5s", "5s", "4s", "5s", 60, "10s", "1m", "1h", "30m", "5s", "1m", "1m", "5m",
@@ -207,15 +208,16 @@ def _dump_yaml(data: Any, path: Path) -> None:
 
 
 def _render_prometheus(
-    out: Path, profile: Profile, values: Mapping[str, str], moved: Mapping[str, str], gpu: bool
+    out: Path, profile: Profile | None, values: Mapping[str, str], moved: Mapping[str, str], gpu: bool
 ) -> tuple[Path, Path]:
     config = yaml.safe_load((PROMETHEUS_SRC / "prometheus.yml").read_text(encoding="utf-8"))
-    config["global"].update(
-        scrape_interval=profile.scrape_interval,
-        scrape_timeout=profile.scrape_timeout,
-        evaluation_interval=profile.evaluation_interval,
-        external_labels={"cluster": values["CLUSTER_NAME"], "env": values["DEPLOY_ENV"]},
-    )
+    config["global"]["external_labels"] = {"cluster": values["CLUSTER_NAME"], "env": values["DEPLOY_ENV"]}
+    if profile is not None:
+        config["global"].update(
+            scrape_interval=profile.scrape_interval,
+            scrape_timeout=profile.scrape_timeout,
+            evaluation_interval=profile.evaluation_interval,
+        )
     for am in config["alerting"]["alertmanagers"]:
         for static in am["static_configs"]:
             static["targets"] = [_relocate(t, moved) for t in static["targets"]]
@@ -224,7 +226,7 @@ def _render_prometheus(
             {"job_name": "dcgm-exporter", "static_configs": [{"targets": [DEFAULT_ADDRESSES["dcgm-exporter"]]}]}
         )
     for job in config["scrape_configs"]:
-        if job["job_name"] == "talker":
+        if job["job_name"] == "talker" and profile is not None:
             job["scrape_interval"] = profile.talker_scrape_interval
             job["scrape_timeout"] = profile.scrape_timeout
         for static in job.get("static_configs", []):
@@ -239,7 +241,7 @@ def _render_prometheus(
         stale.unlink()
     for source in sorted((PROMETHEUS_SRC / "rules").glob("*.yml")):
         target = rules_dir / source.name
-        if profile.for_cap_seconds is None:
+        if profile is None or profile.for_cap_seconds is None:
             shutil.copyfile(source, target)  # verbatim keeps the comments for whoever reads the volume
             continue
         rules = yaml.safe_load(source.read_text(encoding="utf-8"))
@@ -255,7 +257,7 @@ def _render_prometheus(
 
 
 def _render_alertmanager(
-    out: Path, profile: Profile, values: Mapping[str, str], moved: Mapping[str, str]
+    out: Path, profile: Profile | None, values: Mapping[str, str], moved: Mapping[str, str]
 ) -> tuple[Path, Path]:
     source = ALERTMANAGER_SRC / "alertmanager.yml"
     config = _substitute_tree(yaml.safe_load(source.read_text(encoding="utf-8")), values, str(source))
@@ -263,7 +265,6 @@ def _render_alertmanager(
     smtp = config["global"]
     smtp["smtp_require_tls"] = _parse_bool("SMTP_REQUIRE_TLS", str(smtp["smtp_require_tls"]))
     smtp["smtp_smarthost"] = _relocate(smtp["smtp_smarthost"], moved)
-    smtp["resolve_timeout"] = profile.resolve_timeout
     if not values["SMTP_AUTH_USERNAME"]:
         smtp.pop("smtp_auth_username", None)
         smtp.pop("smtp_auth_password", None)
@@ -271,19 +272,8 @@ def _render_alertmanager(
         smtp.pop("smtp_auth_password", None)
         smtp["smtp_auth_password_file"] = values["SMTP_AUTH_PASSWORD_FILE"]
 
-    route = config["route"]
-    route.update(
-        group_wait=profile.group_wait, group_interval=profile.group_interval, repeat_interval=profile.repeat_interval
-    )
-    for child in route.get("routes", []):
-        if child["receiver"] == "heartbeat":
-            child.update(
-                group_wait=profile.heartbeat_group_wait,
-                group_interval=profile.heartbeat_group_interval,
-                repeat_interval=profile.heartbeat_repeat_interval,
-            )
-        elif child["receiver"] == "oncall-critical":
-            child["repeat_interval"] = profile.critical_repeat_interval
+    if profile is not None:
+        _apply_alertmanager_timings(config, profile)
     for receiver in config["receivers"]:
         for webhook in receiver.get("webhook_configs", []):
             webhook["url"] = _relocate_url(webhook["url"], moved)
@@ -299,6 +289,23 @@ def _render_alertmanager(
     config_path = am_dir / "alertmanager.yml"
     _dump_yaml(config, config_path)
     return config_path, templates_dir
+
+
+def _apply_alertmanager_timings(config: dict[str, Any], profile: Profile) -> None:
+    config["global"]["resolve_timeout"] = profile.resolve_timeout
+    route = config["route"]
+    route.update(
+        group_wait=profile.group_wait, group_interval=profile.group_interval, repeat_interval=profile.repeat_interval
+    )
+    for child in route.get("routes", []):
+        if child["receiver"] == "heartbeat":
+            child.update(
+                group_wait=profile.heartbeat_group_wait,
+                group_interval=profile.heartbeat_group_interval,
+                repeat_interval=profile.heartbeat_repeat_interval,
+            )
+        elif child["receiver"] == "oncall-critical":
+            child["repeat_interval"] = profile.critical_repeat_interval
 
 
 def render(
@@ -325,7 +332,7 @@ def render(
         rules_dir=rules_dir,
         templates_dir=templates_dir,
         profile=profile,
-        prometheus_args=[f"--web.external-url={values['PROMETHEUS_URL']}", *chosen.prometheus_args],
+        prometheus_args=[f"--web.external-url={values['PROMETHEUS_URL']}", *(chosen.prometheus_args if chosen else ())],
         # A single Alertmanager: no gossip port (9094) to collide with or to expose.
         alertmanager_args=[f"--web.external-url={values['ALERTMANAGER_URL']}", "--cluster.listen-address="],
     )
