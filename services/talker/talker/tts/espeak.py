@@ -29,6 +29,9 @@ _PARAM_RATE, _PARAM_VOLUME, _PARAM_PITCH, _PARAM_RANGE = 1, 2, 3, 4
 _EVENT_LIST_TERMINATED = 0
 _EVENT_PHONEME = 7
 _EE_OK = 0
+# Audio per synth callback. Each callback re-enters Python and must take the GIL back from the event loop;
+# 1 s chunks (instead of the 60 ms default) make that a handful of times per request, not dozens.
+_BUFFER_MS = 1000
 
 
 class _EventId(ctypes.Union):
@@ -138,7 +141,7 @@ def _load_library() -> tuple[ctypes.CDLL, int]:
     lib.espeak_Synth.restype = ctypes.c_int
 
     data_path = str(Path(espeakng_loader.get_data_path())).encode()
-    rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, _INITIALIZE_PHONEME_EVENTS)
+    rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, _BUFFER_MS, data_path, _INITIALIZE_PHONEME_EVENTS)
     if rate <= 0:
         raise RuntimeError(f"espeak_Initialize failed ({rate}) with data path {data_path!r}")
     lib.espeak_SetSynthCallback(_callback)
