@@ -50,6 +50,12 @@ def test_relay_rejects_bad_input_with_field_names(
         assert old.status_code == 422 and old.json()["fields"][0]["field"] == "version"
         assert client.post("/heartbeat", json={"hello": "world"}).status_code == 422
         assert client.post("/alertmanager/default", json=[1, 2]).status_code == 422
+        huge = b'{"pad": "' + b"x" * (9 * 1024 * 1024) + b'"}'
+        declared = client.post("/alertmanager/default", content=huge, headers={"Content-Type": "application/json"})
+        assert declared.status_code == 413 and declared.json()["field"] == "body"
+        # Chunked, no Content-Length: the relay must stop reading at the limit, not buffer everything first.
+        chunked = client.post("/heartbeat", content=iter([huge[i : i + 65536] for i in range(0, len(huge), 65536)]))
+        assert chunked.status_code == 413 and chunked.json()["field"] == "body"
     assert standin.messages == []
 
 

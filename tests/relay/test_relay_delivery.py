@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -52,7 +54,9 @@ def test_relay_dingtalk_down_gives_5xx_within_the_deadline(
     standin: DingTalkStandin, relay_settings: Callable[..., RelaySettings], run_relay: RunRelay
 ):
     refused = run_relay(relay_settings(dingtalk_api_base=f"http://127.0.0.1:{free_port()}", delivery_deadline=1.0))
+    started = time.monotonic()
     answer = post(refused, real_payload())
+    assert time.monotonic() - started < 3.0  # the deadline, not Alertmanager's 10 s
     assert answer.status_code == 503 and answer.json()["error"] == "dingtalk_unavailable"
     assert "network error" in answer.json()["message"]
     exposition = metrics(refused)
@@ -64,6 +68,24 @@ def test_relay_dingtalk_down_gives_5xx_within_the_deadline(
     answer = post(relay, real_payload())
     assert answer.status_code == 503 and "HTTP 503" in answer.json()["message"]
     assert standin.messages == []
+
+
+def test_relay_hanging_dingtalk_gives_503_at_the_deadline_not_after_the_http_timeout(
+    relay_settings: Callable[..., RelaySettings], run_relay: RunRelay
+):
+    # A DingTalk that takes the connection and never answers: the caller must still hear from us before
+    # Alertmanager gives up (10 s), even though one HTTP attempt alone may take RELAY_HTTP_TIMEOUT.
+    with socket.socket() as black_hole:
+        black_hole.bind(("127.0.0.1", 0))
+        black_hole.listen(16)
+        base = f"http://127.0.0.1:{black_hole.getsockname()[1]}"
+        relay = run_relay(relay_settings(dingtalk_api_base=base, delivery_deadline=1.5, http_timeout=6.0))
+        started = time.monotonic()
+        answer = post(relay, real_payload())
+        elapsed = time.monotonic() - started
+    assert answer.status_code == 503 and answer.json()["error"] == "dingtalk_unavailable"
+    assert 1.4 <= elapsed < 4.0, elapsed
+    assert metric_value(metrics(relay), "dingtalk_relay_notifications_total", {"outcome": "failed"}) == 1
 
 
 def test_relay_retries_through_130101_then_succeeds(
@@ -131,6 +153,8 @@ def test_relay_burst_at_default_rate_stays_within_20_messages(
     assert [a.status_code for a in answers] == [200] * 50
     assert 1 < len(standin.messages) <= 20
     assert all(a["errcode"] == 0 for a in standin.answers)
+    texts = "\n".join(m["text"] for m in standin.messages)
+    assert all(f"BurstAlert{i:02d}" in texts for i in range(50))  # every caller's alert was in a message
 
 
 def test_relay_never_leaks_secrets_in_logs_or_responses(

@@ -6,9 +6,11 @@ import asyncio
 from collections.abc import Callable
 
 import httpx
+from dingtalk_relay.app import create_app
 from dingtalk_relay.heartbeat import HeartbeatMonitor
 from dingtalk_relay.metrics import RelayMetrics
 from dingtalk_relay.settings import RelaySettings
+from fastapi.testclient import TestClient
 from relay.relay_helpers import InProcessRelay, metric_value, real_payload
 from standins.dingtalk import DingTalkStandin
 
@@ -39,6 +41,20 @@ def test_relay_heartbeat_timeout_sends_broken_then_restored(
     restored = poll_until(titled("监控链路恢复"), timeout=10, interval=0.05, what="pipeline restored message")
     assert restored and gauge() == 0
     assert len(standin.messages) == 2
+
+
+def test_relay_resolved_watchdog_is_not_a_heartbeat(relay_settings: Callable[..., RelaySettings]):
+    # With send_resolved on, Alertmanager posts a resolved Watchdog once Prometheus stops sending it:
+    # counting that as a sign of life would postpone "pipeline broken" by a whole timeout.
+    resolved = real_payload("resolved")
+    resolved["alerts"][0]["labels"] = {"alertname": "Watchdog", "severity": "none"}
+    last = "dingtalk_relay_last_heartbeat_timestamp_seconds"
+    with TestClient(create_app(relay_settings())) as client:
+        answer = client.post("/heartbeat", json=resolved)
+        assert answer.status_code == 200 and answer.json()["status"] == "ignored"
+        assert metric_value(client.get("/metrics").text, last) == 0
+        assert client.post("/heartbeat", json=real_payload()).json()["status"] == "ok"
+        assert metric_value(client.get("/metrics").text, last) > 1.7e9
 
 
 class Clock:
@@ -87,3 +103,32 @@ def test_relay_heartbeat_monitor_rules():
 
     asyncio.run(scenario())
     assert metrics.pipeline_broken._value.get() == 0
+
+
+def test_relay_heartbeat_no_second_broken_notice_while_restored_was_never_delivered():
+    clock = Clock()
+    sent: list[bool] = []
+    deliver = {"broken": True, "restored": False}
+
+    async def send(broken: bool, _last: float | None) -> bool:
+        sent.append(broken)
+        return deliver["broken" if broken else "restored"]
+
+    monitor = HeartbeatMonitor(timeout=60, send=send, metrics=RelayMetrics(), monotonic=clock, wall_clock=clock)
+
+    async def scenario() -> None:
+        monitor.beat()
+        clock.now += 61
+        await monitor.check()  # "broken" delivered
+        monitor.beat()
+        await monitor.check()  # "restored" fails (DingTalk throttled) ...
+        clock.now += 61
+        await monitor.check()  # ... and it breaks again: the group still reads "broken", nothing new to say
+        assert sent == [True, False] and monitor.broken
+        deliver["restored"] = True
+        monitor.beat()
+        await monitor.check()
+        await monitor.check()
+        assert sent == [True, False, False]  # the owed "restored" once it can be delivered, once
+
+    asyncio.run(scenario())

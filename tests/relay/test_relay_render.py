@@ -114,6 +114,33 @@ def test_relay_shortens_descriptions_before_dropping_alerts():
     assert "…" in message.text
 
 
+def test_relay_one_huge_alert_does_not_crowd_out_the_others():
+    # A giant generatorURL in one alert used to leave out every alert sorted after it.
+    body = payload_with(3)
+    body["alerts"][1]["generatorURL"] = "http://prometheus:9090/graph?g0.expr=" + "up%7C" * 6000
+    r = renderer()
+    message = r.render_alerts(target(), r.views(WebhookPayload.model_validate(body)))
+    assert len(message.encode()) <= 19000
+    assert message.omitted_alerts == 0 and all(f"talker-{i}:8001" in message.text for i in range(3))
+    assert "up%7Cup%7C" not in message.text and message.text.count("[Prometheus/Grafana](") == 2
+    # Silence links over many Chinese label values (9 bytes a character once URL-encoded) are dropped
+    # before whole alerts are: all 40 alerts stay in the message.
+    body = payload_with(40)
+    for alert in body["alerts"]:
+        alert["labels"].update({f"label_{i}": "数字人推理服务" * 3 for i in range(20)})
+    message = r.render_alerts(target(), r.views(WebhookPayload.model_validate(body)))
+    assert len(message.encode()) <= 19000
+    assert message.omitted_alerts == 0 and message.text.count("【告警】") == 40 and message.truncated
+
+
+@pytest.mark.timeout(20)
+def test_relay_hard_cap_gives_up_instead_of_spinning_on_an_absurd_keyword():
+    huge = target(keyword="告" * 3000)  # 9000 bytes in the title alone: nothing can make 5000 bytes
+    small = renderer(max_body_bytes=5000)
+    message = small.render_alerts(huge, small.views(WebhookPayload.model_validate(real_payload())))
+    assert message.truncated and message.title.endswith(huge.keyword or "")
+
+
 def test_relay_hard_cap_for_absurd_alert_names():
     payload = payload_with(1, name="告" * 30000)
     small = renderer(max_body_bytes=5000)

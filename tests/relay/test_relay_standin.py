@@ -103,6 +103,15 @@ def test_relay_standin_rejects_wrong_signature_and_stale_timestamp(stand: DingTa
     assert len(stand.messages) == 1
 
 
+def test_relay_standin_rejects_a_signature_that_was_not_url_encoded(stand: DingTalkStandin, clock: FakeClock):
+    # A relay that forgets urlencode sends base64's "+" raw; DingTalk reads it as a space and says 310000.
+    now_ms = int(clock.now * 1000)
+    ts = next(t for t in range(now_ms, now_ms + 1000) if "%2B" in hand_sign(SECRET, t))
+    raw = urllib.parse.unquote_plus(hand_sign(SECRET, ts))
+    assert send(stand.base_url, TOKEN, markdown(), ts=ts, sign=raw)[1]["errcode"] == 310000
+    assert send(stand.base_url, TOKEN, markdown(), ts=ts, sign=hand_sign(SECRET, ts))[1]["errcode"] == 0
+
+
 def test_relay_standin_rejects_missing_keyword(stand: DingTalkStandin, clock: FakeClock):
     status, answer = signed(stand, clock, markdown(text="talker down", title="talker"))
     assert (status, answer["errcode"]) == (200, 310000)

@@ -111,9 +111,19 @@ def _error(status: int, error: str, message: str, **extra: object) -> JSONRespon
 
 
 async def _parse_payload(request: Request) -> WebhookPayload | JSONResponse:
-    body = await request.body()
-    if len(body) > MAX_PAYLOAD_BYTES:
-        return _error(413, "payload_too_large", f"body over {MAX_PAYLOAD_BYTES} bytes", field="body")
+    too_large = _error(413, "payload_too_large", f"body over {MAX_PAYLOAD_BYTES} bytes", field="body")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_PAYLOAD_BYTES:
+        return too_large
+    # Count while reading: a client that lies about (or omits) Content-Length must not make us buffer gigabytes.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_PAYLOAD_BYTES:
+            return too_large
+        chunks.append(chunk)
+    body = b"".join(chunks)
     try:
         return WebhookPayload.model_validate_json(body)
     except ValidationError as exc:
@@ -198,6 +208,11 @@ def create_app(settings: RelaySettings | None = None, *, transport: httpx.AsyncB
                 return parsed
             if runtime.heartbeat is None:
                 return _error(503, "not_configured", runtime.config_error or "starting")
+            if not any(alert.status == "firing" for alert in parsed.alerts):
+                # A resolved Watchdog means Prometheus stopped sending it: the opposite of a sign of life.
+                return JSONResponse(
+                    {"status": "ignored", "reason": "no firing alert", "pipeline_broken": runtime.heartbeat.broken}
+                )
             runtime.heartbeat.beat()
             return JSONResponse({"status": "ok", "pipeline_broken": runtime.heartbeat.broken})
         except Exception:

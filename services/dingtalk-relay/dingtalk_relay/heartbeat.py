@@ -52,7 +52,9 @@ class HeartbeatMonitor:
         overdue = self._monotonic() - self._last_beat > self.timeout
         if overdue and not self.broken:
             log.warning("no Watchdog heartbeat for %.0fs: monitoring pipeline broken", self.timeout)
-            self.broken, self._broken_notice_sent, self._recovery_notice_due = True, False, False
+            # If the last "restored" never got through, people still believe it is broken: do not say it twice.
+            told_broken = self._recovery_notice_due
+            self.broken, self._broken_notice_sent, self._recovery_notice_due = True, told_broken, False
             self._metrics.pipeline_broken.set(1)
         elif not overdue and self.broken:
             log.info("Watchdog heartbeat is back: monitoring pipeline restored")

@@ -21,6 +21,9 @@ from .targets import Target
 
 MAX_TITLE_CHARS = 100
 MAX_FIELD_CHARS = 300  # one-line fields (instance, summary, label values): longer ones are noise on a phone
+# Once a message must leave alerts out, links longer than this are dropped (half a URL is useless): a huge
+# generatorURL, or a silence link over many URL-encoded Chinese label values, must not crowd out whole alerts.
+MAX_COMPACT_LINK_CHARS = 500
 # Descriptions are shortened step by step before whole alerts are left out.
 DESCRIPTION_CAPS: tuple[int | None, ...] = (None, 500, 200, 80, 0)
 _SEVERITY_ORDER = {"critical": 0, "error": 1, "warning": 2, "info": 3}
@@ -88,6 +91,20 @@ def _cap(text: str, limit: int | None) -> str:
     if limit is None or len(text) <= limit:
         return text
     return text[: max(limit - 1, 0)] + "…" if limit > 0 else ""
+
+
+def _compact(alert: AlertView) -> AlertView:
+    def link(url: str) -> str:
+        return url if len(url) <= MAX_COMPACT_LINK_CHARS else ""
+
+    return replace(
+        alert,
+        description="",
+        summary=_cap(alert.summary, 60),
+        generator_url=link(alert.generator_url),
+        silence_url=link(alert.silence_url),
+        runbook_url=link(alert.runbook_url),
+    )
 
 
 def silence_url(external_url: str, labels: dict[str, str]) -> str:
@@ -165,9 +182,10 @@ class MessageRenderer:
             message = self._alerts_message(target, ordered, shown, upstream_truncated, shortened=changed)
             if len(message.encode()) <= self.max_body_bytes:
                 return message
-        # Even without descriptions it is too big: keep the first k alerts (firing, most severe first).
-        shown = [replace(a, description="", summary=_cap(a.summary, 60)) for a in ordered]
-        lo, hi = 0, len(shown) - 1
+        # Even without descriptions it is too big. Make every alert small and bounded first, so that one huge
+        # alert cannot push out all those after it; then keep the first k that fit (firing, most severe first).
+        shown = [_compact(a) for a in ordered]
+        lo, hi = 0, len(shown)
         while lo < hi:  # largest k that fits
             mid = (lo + hi + 1) // 2
             if len(self._alerts_message(target, ordered, shown[:mid], upstream_truncated, True).encode()) <= (
@@ -232,6 +250,8 @@ class MessageRenderer:
             overflow = len(message.encode()) - self.max_body_bytes
             keep = max(len(message.text) - overflow - 64, 0)
             message = replace(message, text=message.text[:keep] + "\n\n…(消息过长，已截断)", shortened=True)
+            if keep == 0:  # title/keyword/mentions alone are too big: DingTalk will say 460101, do not spin
+                break
         return message
 
     # -- dead man's switch --------------------------------------------------------------------------------
