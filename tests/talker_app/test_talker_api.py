@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import wave
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -147,3 +148,22 @@ def test_talker_refuses_huge_bodies_before_reading_them(talker: TalkerServer) ->
     response = post(talker, "/v1/tts", json={"text": "x" * 100_000})
     assert response.status_code == 413
     assert response.json()["field"] == "body"
+
+
+def test_talker_refuses_huge_chunked_bodies_too(talker: TalkerServer) -> None:
+    # A chunked body declares no Content-Length: the limit must hold while it is being read.
+    def chunks() -> Iterator[bytes]:
+        yield b'{"text": "'
+        for _ in range(100):
+            yield b"x" * 1024
+        yield b'"}'
+
+    before = talker.value("talker_requests_rejected_total", reason="invalid")
+    response = post(talker, "/v1/tts", content=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413, response.text
+    assert response.json() == {"error": "request body too large", "field": "body", "detail": "at most 65536 bytes"}
+    assert talker.value("talker_requests_rejected_total", reason="invalid") == before + 1
+    # The same kind of body, small enough, is read and validated as usual.
+    small = post(talker, "/v1/tts", content=iter([b'{"text": ', b'"chunked"}']),
+                 headers={"Content-Type": "application/json"})
+    assert small.status_code == 200, small.text

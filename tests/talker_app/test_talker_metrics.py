@@ -45,6 +45,7 @@ def make_traffic(talker: TalkerServer) -> None:
         assert client.post("/v1/tts", json={"text": ""}).status_code == 422
         assert client.get("/no/such/path/with/an/id/123").status_code == 404
         client.get("/", headers={"Accept": "text/html"})
+        assert client.get("/static/app.js").status_code == 200
 
 
 def test_talker_metrics_contract_after_traffic(talker: TalkerServer) -> None:
@@ -70,6 +71,9 @@ def test_talker_metrics_contract_after_traffic(talker: TalkerServer) -> None:
     requests = families["talker_http_requests"].samples
     assert {s.labels["route"] for s in requests} <= ROUTES
     assert any(s.labels["route"] == "unmatched" and s.labels["status"] == "404" for s in requests)
+    # The demo page's assets are the /static mount, not "unmatched" (which must mean: no such path).
+    assert any(s.labels["route"] == "/static" and s.labels["status"] == "200" for s in requests)
+    assert not any(s.labels["route"] == "unmatched" and s.labels["status"].startswith("2") for s in requests)
     buckets = sorted(
         float(s.labels["le"]) for s in families["talker_http_request_duration_seconds"].samples
         if s.name.endswith("_bucket") and s.labels["route"] == "/v1/tts"

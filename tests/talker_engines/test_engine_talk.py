@@ -196,6 +196,27 @@ def test_engine_user_mounted_avatar_is_decoded_and_animated(tmp_path: Path) -> N
     assert float(np.abs(opened[by0:by1, bx0:bx1].astype(int) - closed[by0:by1, bx0:bx1]).mean()) > 8
 
 
+def test_engine_mounted_avatar_with_bad_metadata_is_skipped_not_fatal(tmp_path: Path) -> None:
+    source = tmp_path / "src.rgb"
+    source.write_bytes(drawn_avatar("mei", 300).image.tobytes())
+    avatars_dir = tmp_path / "avatars"
+    avatars_dir.mkdir()
+    bad_metadata = {
+        "outside": '{"mouth_box": [500, 500, 600, 600]}',  # coordinates of some other, larger image
+        "notalist": '{"mouth_box": 5}',
+        "notanobject": "[1, 2, 3, 4]",
+    }
+    for stem, meta in [*bad_metadata.items(), ("good", '{"name": "Good"}')]:
+        subprocess.run([ffmpeg(), "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "300x300",
+                        "-i", str(source), str(avatars_dir / f"{stem}.png")], check=True)
+        (avatars_dir / f"{stem}.json").write_text(meta)
+
+    assert set(load_avatars(avatars_dir, 256)) == set(LOOKS) | {"good"}
+    pipeline = Pipeline(Settings(device="cpu", enable_piper=False, avatars_dir=avatars_dir))
+    pipeline.load()  # one bad mounted file must not keep the whole service from starting
+    assert pipeline.talk("Hi.", avatar="good").frames > 0
+
+
 def test_engine_device_selection_without_cuda() -> None:
     if torch.cuda.is_available():
         pytest.skip("this box has CUDA; the no-CUDA behaviour cannot be observed here")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from talker.pipeline import Pipeline
 from talker.tts.espeak import EspeakEngine
@@ -161,6 +163,33 @@ def test_engine_piper_user_mounted_voice_loads_like_the_bundled_one(tmp_path: Pa
     speech = engine.synthesize(ENGLISH, "piper:en_US-mounted-medium", prosody_for())
     assert speech.engine == "piper" and 1.0 <= speech.seconds <= 4.0
     assert engine.providers == ["CPUExecutionProvider"]
+
+
+def test_engine_piper_mounted_zh_cn_voice_in_a_nested_folder_speaks_mandarin(tmp_path: Path) -> None:
+    # The piper-voices repository nests voices (zh/zh_CN/<name>/<quality>/) and some copies name the
+    # config `<name>.json`. No zh_CN model ships offline, so this one is the CC0 network with a zh_CN
+    # config (espeak `cmn` phonemes): what matters is that it is found, labelled and speaks the text.
+    bundled = bundled_voice_dir()
+    assert bundled is not None
+    config = json.loads((bundled / "en_US-joe-medium.onnx.json").read_text(encoding="utf-8"))
+    config["espeak"] = {"voice": "cmn"}
+    config["language"] = {"code": "zh_CN", "family": "zh", "region": "CN", "name_native": "简体中文",
+                          "name_english": "Chinese"}
+    nested = tmp_path / "models" / "zh" / "zh_CN" / "test" / "medium"
+    nested.mkdir(parents=True)
+    shutil.copy(bundled / "en_US-joe-medium.onnx", nested / "zh_CN-test-medium.onnx")
+    (nested / "zh_CN-test-medium.json").write_text(json.dumps(config), encoding="utf-8")
+
+    engine = PiperEngine(tmp_path / "models", device="cpu", threads=1)
+    engine.load()
+    voices = {v.id: v for v in engine.voices()}
+    assert set(voices) == {PIPER_VOICE, "piper:zh_CN-test-medium"}
+    assert voices["piper:zh_CN-test-medium"].language == "zh-CN"
+    speech = engine.synthesize(CHINESE, "piper:zh_CN-test-medium", prosody_for())
+    english = engine.synthesize(CHINESE, PIPER_VOICE, prosody_for())  # en-us espeak reads it otherwise
+    assert speech.engine == "piper" and speech.seconds > 1.0
+    assert float(np.sqrt(np.mean(speech.samples.astype(np.float64) ** 2))) > SILENCE_RMS
+    assert speech.seconds != pytest.approx(english.seconds, abs=0.05)
 
 
 def test_engine_callers_exception_from_should_stop_propagates(pipeline: Pipeline) -> None:

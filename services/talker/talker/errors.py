@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from talker.observe import request_context
+from talker.observe import TOO_LARGE_BODY, BodyTooLarge, request_context
 from talker.types import EMOTIONS
 
 
@@ -99,8 +99,10 @@ def install_error_handlers(app: FastAPI, count_rejection: Callable[[str], None])
         assert isinstance(exc, RequestValidationError)
         return await on_api_error(request, invalid_input(exc.errors()))
 
-    async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if isinstance(exc, BodyTooLarge):
+            return await on_api_error(request, ApiError(413, reason="invalid", **TOO_LARGE_BODY))
         messages = {404: "not found", 405: "method not allowed"}
         body = {"error": messages.get(exc.status_code, str(exc.detail).lower())}
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))

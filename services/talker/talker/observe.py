@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,6 +31,18 @@ CONTEXT_KEY = "talker.context"
 QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 # Bodies are a few hundred characters of JSON; refusing big ones before reading them keeps memory bounded.
 MAX_BODY_BYTES = 64 * 1024
+TOO_LARGE_BODY: dict[str, Any] = {
+    "error": "request body too large", "field": "body", "detail": f"at most {MAX_BODY_BYTES} bytes",
+}
+
+
+class BodyTooLarge(HTTPException):
+    """Raised while reading a body that passes MAX_BODY_BYTES (a chunked body declares no Content-Length).
+
+    An HTTPException so FastAPI's body parsing passes it on unchanged to the error handlers (errors.py)."""
+
+    def __init__(self) -> None:
+        super().__init__(413, detail=TOO_LARGE_BODY["detail"])
 
 
 @dataclass
@@ -58,6 +71,7 @@ class RequestObserver:
             return
         ctx = RequestContext(_request_id(scope))
         scope[CONTEXT_KEY] = ctx
+        app_root_path = str(scope.get("root_path", ""))  # routing changes it in place for mounted apps
         started = time.perf_counter()
         status = 0
         request_id_header = (b"x-request-id", ctx.request_id.encode())
@@ -69,19 +83,35 @@ class RequestObserver:
                 message["headers"] = [*message.get("headers", []), request_id_header]
             await send(message)
 
+        received = 0
+
+        async def receive_bounded() -> Message:
+            # Content-Length is checked up front; this also bounds chunked bodies, which declare no length.
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > MAX_BODY_BYTES:
+                    raise BodyTooLarge()
+            return message
+
         if self.record_metrics:
             self.metrics.http_in_flight.inc()
         try:
             if _declared_body_size(scope) > MAX_BODY_BYTES:
                 if self.record_metrics:
                     self.metrics.rejected.labels("invalid").inc()
-                await _send_json(send_observed, 413, {"error": "request body too large", "field": "body",
-                                                      "detail": f"at most {MAX_BODY_BYTES} bytes"})
+                await _send_json(send_observed, 413, TOO_LARGE_BODY)
                 return
-            await self.app(scope, receive, send_observed)
+            await self.app(scope, receive_bounded, send_observed)
         except asyncio.CancelledError:
             status = status or 499  # the client went away before we answered
             raise
+        except BodyTooLarge:  # read outside FastAPI's error handlers (they answer it themselves otherwise)
+            if self.record_metrics:
+                self.metrics.rejected.labels("invalid").inc()
+            if status == 0:
+                await _send_json(send_observed, 413, TOO_LARGE_BODY)
         except Exception:
             error_log.exception("unhandled error", extra={"request_id": ctx.request_id})
             if status == 0:
@@ -89,7 +119,7 @@ class RequestObserver:
         finally:
             seconds = time.perf_counter() - started
             method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
-            route = _route_template(scope)
+            route = _route_template(scope, app_root_path)
             if self.record_metrics:
                 self.metrics.http_in_flight.dec()
                 self.metrics.observe_http(method, route, status or 500, seconds)
@@ -105,11 +135,17 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-def _route_template(scope: Scope) -> str:
+def _route_template(scope: Scope, app_root_path: str) -> str:
     # The router stores the matched route in the scope; its template (not the raw path) is the label.
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) and path else UNMATCHED_ROUTE
+    if isinstance(path, str) and path:
+        return path
+    # A Mount (the demo page's /static files) stores no route; it appends its own path to root_path.
+    root_path = str(scope.get("root_path", ""))
+    if root_path != app_root_path and root_path.startswith(app_root_path):
+        return root_path[len(app_root_path):]
+    return UNMATCHED_ROUTE
 
 
 def _declared_body_size(scope: Scope) -> int:

