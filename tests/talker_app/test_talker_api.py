@@ -127,6 +127,9 @@ def test_talker_probes(talker: TalkerServer) -> None:
     with talker.client() as client:
         assert client.get("/healthz").json() == {"status": "ok"}
         ready = client.get("/readyz")
+        # Load balancers often probe with HEAD.
+        assert client.head("/healthz").status_code == 200
+        assert client.head("/readyz").status_code == 200
     assert ready.status_code == 200
     body = ready.json()
     assert body["ready"] is True

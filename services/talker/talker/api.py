@@ -157,7 +157,7 @@ def _result_headers(engine: str, audio_s: float, timings: dict[str, float]) -> d
 probes = APIRouter(tags=["probes"])
 
 
-@probes.get("/healthz")
+@probes.api_route("/healthz", methods=["GET", "HEAD"])  # HEAD: load balancers probe with it
 async def healthz(service: ServiceDep) -> JSONResponse:
     """The process is alive and serving HTTP (engines may still be loading).
 
@@ -168,7 +168,7 @@ async def healthz(service: ServiceDep) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-@probes.get("/readyz")
+@probes.api_route("/readyz", methods=["GET", "HEAD"])
 async def readyz(service: ServiceDep) -> JSONResponse:
     """Engines loaded and warmed up (and no not_ready fault): 200, else 503."""
     body = service.readiness()
