@@ -93,12 +93,12 @@ PROFILES: dict[str, Profile | None] = {
     "default": None,
     # A person watching a demo: alerts within a minute or two, group updates every minute.
     "demo": Profile(
-        "5s", "5s", "4s", "5s", 60, "10s", "1m", "1h", "30m", "5s", "1m", "1m", "5m",
+        "5s", "5s", "4s", "5s", 60, "10s", "1m", "1h", "30m", "5s", "1m", "50s", "5m",
         ("--rules.alert.resend-delay=5s",),
     ),
     # End-to-end tests: an injected fault must reach DingTalk within about a minute.
     "fast": Profile(
-        "1s", "1s", "1s", "1s", 5, "1s", "5s", "5m", "5m", "1s", "5s", "10s", "10s",
+        "1s", "1s", "1s", "1s", 5, "1s", "5s", "5m", "5m", "1s", "5s", "9s", "10s",
         ("--rules.alert.resend-delay=1s",),
     ),
 }

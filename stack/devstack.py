@@ -87,6 +87,7 @@ class DevStack:
         self.admin_token = self.extra_env.get("TALKER_ADMIN_TOKEN") or secrets.token_urlsafe(16)
         self.heartbeat_timeout = heartbeat_timeout or ("30s" if profile == "fast" else "5m")
         self.procs: dict[str, ManagedProcess] = {}
+        self.started = False
         p = self.ports
         self.urls = {
             "talker": f"http://127.0.0.1:{p.talker}",
@@ -108,8 +109,9 @@ class DevStack:
         return env
 
     def _start(self, name: str, argv: list[str], env: dict[str, str], ready_url: str, timeout: float = 60) -> None:
-        proc = ManagedProcess(name, argv, log_dir=self.log_dir, env=env, cwd=ROOT).start()
-        self.procs[name] = proc
+        proc = ManagedProcess(name, argv, log_dir=self.log_dir, env=env, cwd=ROOT)
+        self.procs[name] = proc  # registered first: an interrupt right after the fork still stops it
+        proc.start()
         wait_http(ready_url, timeout=timeout, proc=proc)
 
     def start_mail(self) -> None:
@@ -190,6 +192,7 @@ class DevStack:
         except BaseException:
             self.stop()
             raise
+        self.started = True
         return self
 
     def stop(self) -> None:
@@ -231,9 +234,24 @@ def main(argv: list[str] | None = None) -> int:
     print("Starting talker, relay, DingTalk stand-in, mail sink, node-exporter, Alertmanager, Prometheus ...")
     print("Grafana is not part of `make dev` (Docker only: `make up`).", flush=True)
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    with DevStack(profile=args.profile, ports=args.ports) as stack:
+    stack = DevStack(profile=args.profile, ports=args.ports)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if not stack.started and not stop.is_set():
+            stop.set()
+            # Still starting (talker may take a minute): abort now; start() stops what it started.
+            raise KeyboardInterrupt
+        stop.set()
+
+    # SIGHUP too: a closed terminal must not leave the servers (in their own sessions) running.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    try:
+        stack.start()
+    except KeyboardInterrupt:
+        print("interrupted during start-up; everything started so far was stopped", flush=True)
+        return 130
+    try:
         print(stack.summary(), flush=True)
         print("Ctrl-C stops everything.", flush=True)
         reported: set[str] = set()
@@ -243,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
                     reported.add(name)
                     print(f"!! {name} exited ({proc.poll()}); last log lines:\n{proc.log_tail(15)}", flush=True)
         print("stopping ...", flush=True)
+    finally:
+        stack.stop()
     return 0
 
 

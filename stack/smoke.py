@@ -138,9 +138,16 @@ class Channels:
     def __init__(self, ep: Endpoints) -> None:
         self.ep = ep
         self.mail = MailApi(ep.mailpit)
-        self.mail_before = self.mail.ids()
         self.inbox = DingTalkInbox(ep.dingtalk) if ep.dingtalk else None
-        self.inbox_before = len(self.inbox.messages()) if self.inbox else 0
+        try:
+            self.mail_before = self.mail.ids()
+        except HopError as exc:
+            raise SmokeFailure("email (Mailpit API) reachable", f"{exc} (is the mail sink running?)") from None
+        try:
+            self.inbox_before = len(self.inbox.messages()) if self.inbox else 0
+        except HopError as exc:
+            raise SmokeFailure("DingTalk stand-in inbox reachable",
+                               f"{exc} (for real DingTalk pass --dingtalk '' / SMOKE_DINGTALK_URL=)") from None
         self.sent_before = self._relay_sent()
 
     def _relay_sent(self) -> float:

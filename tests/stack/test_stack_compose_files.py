@@ -101,3 +101,33 @@ def test_stack_dockerfiles_take_a_base_image_and_run_unprivileged() -> None:
         assert user and user[-1] not in ("root", "0"), dockerfile
     talker = (ROOT / OUR_IMAGES["talker"]).read_text()
     assert "ARG TORCH_VARIANT=cpu" in talker and "ARG PIP_NO_INDEX" in talker
+
+
+def _seconds(duration: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([smhdwy])", duration))
+
+
+def test_stack_prometheus_keeps_data_for_the_longest_rule_window() -> None:
+    # The 30-day error budget silently covers only the retained days when retention is shorter.
+    rules = (ROOT / "prometheus/rules/recording.yml").read_text(encoding="utf-8")
+    longest = max(_seconds(window) for window in re.findall(r"\[(\d+[smhdwy])\]", rules))
+    command = load("docker-compose.yml")["services"]["prometheus"]["command"]
+    flag = next(arg for arg in command if arg.startswith("--storage.tsdb.retention.time="))
+    default = re.fullmatch(r"--storage\.tsdb\.retention\.time=\$\{PROMETHEUS_RETENTION:-(\w+)\}", flag)
+    assert default and _seconds(default.group(1)) >= longest, (flag, longest)
+    example = re.search(r"^PROMETHEUS_RETENTION=(\w+)$", (ROOT / ".env.example").read_text(), re.MULTILINE)
+    assert example and _seconds(example.group(1)) >= longest
+
+
+def test_stack_node_exporter_excludes_host_mountpoints_it_reports() -> None:
+    # node-exporter reports mount points as the host sees them (the rootfs prefix stripped), so the
+    # exclude pattern must name host paths: a "/rootfs/..." pattern never matches anything.
+    command = load("docker-compose.yml")["services"]["node-exporter"]["command"]
+    flag = next(arg for arg in command if arg.startswith("--collector.filesystem.mount-points-exclude="))
+    pattern = re.compile(flag.split("=", 1)[1].replace("$$", "$"))
+    for excluded in ("/proc", "/sys/fs/cgroup", "/dev/shm", "/var/lib/docker/overlay2/abc/merged",
+                     "/run/credentials/getty.service"):
+        assert pattern.search(excluded), excluded
+    for kept in ("/", "/data", "/var/lib/docker", "/home", "/etc-data"):
+        assert not pattern.search(kept), kept
