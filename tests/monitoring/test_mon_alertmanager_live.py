@@ -92,7 +92,7 @@ def test_watchdog_heartbeat_comes_as_often_as_repeat_interval_says(
     base, recorder, heartbeat = alertmanager
     interval = parse_duration(heartbeat["group_interval"])
     expected = math.ceil(parse_duration(heartbeat["repeat_interval"]) / interval) * interval
-    post_alerts(base, [{"labels": {"alertname": "Watchdog", "severity": "none", "service": "monitoring"}}])
+    post_alerts(base, [{"labels": {"alertname": "Watchdog", "severity": "info", "service": "monitoring"}}])
     poll_until(lambda: len(recorder.times("/heartbeat")) >= 3, timeout=3 * expected + 10,
                what="three heartbeats from Alertmanager")
     sent = recorder.times("/heartbeat")

@@ -218,7 +218,7 @@ def test_watchdog_reaches_the_relay_heartbeat(stack: Stack) -> None:
 
     poll_until(heartbeat_seen, timeout=45, what="Watchdog heartbeat at the relay (Prometheus -> Alertmanager -> relay)")
     watchdog = prom_query(stack, 'ALERTS{alertname="Watchdog", alertstate="firing"}')
-    assert watchdog and watchdog[0]["metric"]["severity"] == "none"
+    assert watchdog and watchdog[0]["metric"]["severity"] == "info"
 
 
 def test_talker_down_inhibits_other_talker_alerts_of_that_instance(stack: Stack) -> None:

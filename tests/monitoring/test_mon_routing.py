@@ -18,7 +18,7 @@ ROUTING_TABLE = [
      "oncall-critical"),
     ({"alertname": "TalkerHighLatency", "severity": "warning", "service": "talker"}, "oncall-warning"),
     ({"alertname": "TalkerFaultInjectionActive", "severity": "info", "service": "talker"}, "blackhole"),
-    ({"alertname": "Watchdog", "severity": "none", "service": "monitoring"}, "heartbeat"),
+    ({"alertname": "Watchdog", "severity": "info", "service": "monitoring"}, "heartbeat"),
     # Even if someone tags the Watchdog critical it must never page a human.
     ({"alertname": "Watchdog", "severity": "critical"}, "heartbeat"),
     ({"alertname": "SomethingNew", "service": "talker"}, "oncall-warning"),  # no severity: still seen
