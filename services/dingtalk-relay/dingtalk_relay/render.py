@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -215,24 +216,23 @@ class MessageRenderer:
         title = self._title(target, firing, resolved, [a.name for a in all_alerts])
         mention = target.mentions_for({a.severity for a in all_alerts if a.status == "firing"})
         omitted = len(all_alerts) - len(shown)
-        text = self._env.get_template("alerts.md.j2").render(
+        message = self._compose(
+            target, title, "alerts.md.j2", mention,
+            alerts=shown, firing=firing, resolved=resolved, omitted=omitted, upstream_truncated=upstream_truncated,
+        )
+        return replace(message, omitted_alerts=omitted, shortened=shortened)
+
+    def _compose(self, target: Target, title: str, template: str, mention: bool, **context: Any) -> DingTalkMessage:
+        """Render one template into a message; @mentions (text and `at`) only when `mention`."""
+        text = self._env.get_template(template).render(
             title=title,
-            alerts=shown,
-            firing=firing,
-            resolved=resolved,
-            omitted=omitted,
-            upstream_truncated=upstream_truncated,
             keyword=target.keyword or "",
             mentions=list(target.at_mobiles) if mention else [],
             at_all=mention and target.at_all,
+            **context,
         )
         return DingTalkMessage(
-            title=title,
-            text=text,
-            at_mobiles=target.at_mobiles if mention else (),
-            at_all=mention and target.at_all,
-            omitted_alerts=omitted,
-            shortened=shortened,
+            title=title, text=text, at_mobiles=target.at_mobiles if mention else (), at_all=mention and target.at_all
         )
 
     @staticmethod
@@ -264,17 +264,5 @@ class MessageRenderer:
             target,
         )
         mention = broken and target.mentions_for({"critical"})
-        text = self._env.get_template("heartbeat_broken.md.j2" if broken else "heartbeat_recovered.md.j2").render(
-            title=title,
-            last_seen=last,
-            timeout_seconds=int(timeout),
-            keyword=target.keyword or "",
-            mentions=list(target.at_mobiles) if mention else [],
-            at_all=mention and target.at_all,
-        )
-        return DingTalkMessage(
-            title=title,
-            text=text,
-            at_mobiles=target.at_mobiles if mention else (),
-            at_all=mention and target.at_all,
-        )
+        template = "heartbeat_broken.md.j2" if broken else "heartbeat_recovered.md.j2"
+        return self._compose(target, title, template, mention, last_seen=last, timeout_seconds=int(timeout))
