@@ -13,7 +13,7 @@ SMOKE_ARGS ?= $(if $(FAULT),--fault)
 
 ## up: start the compose stack (GPU overlay when nvidia-smi works) and wait until every service is healthy
 up:
-	@test -f .env || { echo "no .env: cp .env.example .env and set GRAFANA_ADMIN_PASSWORD"; exit 1; }
+	@python3 stack/init_env.py
 	$(COMPOSE) $(COMPOSE_FILES) up -d --wait
 
 ## build: build talker, dingtalk-relay and the DingTalk stand-in images
