@@ -39,6 +39,11 @@ BINARIES = {
 DINGTALK_ROBOT = ("dev-token", "dev-secret", "告警")  # token, secret, keyword shared by relay and stand-in
 
 
+def alert_timezone() -> str:
+    """Zone of the times in DingTalk messages and e-mails (ALERT_TIMEZONE, as in compose's .env)."""
+    return os.environ.get("ALERT_TIMEZONE") or "Asia/Shanghai"
+
+
 @dataclass
 class StackPorts:
     talker: int = 8000
@@ -131,7 +136,7 @@ class DevStack:
         env = self._env(
             RELAY_HOST="127.0.0.1", RELAY_PORT=str(self.ports.relay), RELAY_DINGTALK_API_BASE=self.urls["dingtalk"],
             RELAY_DINGTALK_TOKEN=token, RELAY_DINGTALK_SECRET=secret, RELAY_DINGTALK_KEYWORD=keyword,
-            RELAY_HEARTBEAT_TIMEOUT=self.heartbeat_timeout,
+            RELAY_HEARTBEAT_TIMEOUT=self.heartbeat_timeout, RELAY_TIMEZONE=alert_timezone(),
         )
         self._start("dingtalk-relay", [sys.executable, "-m", "dingtalk_relay"], env, f"{self.urls['relay']}/healthz")
 
@@ -167,7 +172,8 @@ class DevStack:
         argv = ["prometheus-alertmanager", f"--config.file={self.rendered.alertmanager_config}",
                 f"--storage.path={self.workdir / 'alertmanager-data'}",
                 f"--web.listen-address=127.0.0.1:{self.ports.alertmanager}", *self.rendered.alertmanager_args]
-        self._start("alertmanager", argv, self._env(), f"{self.urls['alertmanager']}/-/ready")
+        # Alert e-mails print times in local time: the same zone as the relay's DingTalk messages.
+        self._start("alertmanager", argv, self._env(TZ=alert_timezone()), f"{self.urls['alertmanager']}/-/ready")
 
     def start_prometheus(self) -> None:
         argv = ["prometheus", f"--config.file={self.rendered.prometheus_config}",
