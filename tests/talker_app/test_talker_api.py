@@ -74,6 +74,7 @@ def test_talker_catalogues_list_voices_avatars_and_emotions(talker: TalkerServer
         ({"text": "hi", "speed": 0.2}, "speed", 422),
         ({"text": "hi", "speed": 2.5}, "speed", 422),
         ({"text": "hi", "speed": "fast"}, "speed", 422),
+        ({"text": "hi", "speed": True}, "speed", 422),  # a boolean is not a rate (lax mode would read 1.0)
         ({"text": "hi", "emotion": "joyful"}, "emotion", 422),
         ({"text": "hi", "voice": "klingon"}, "voice", 422),
         ({"text": "hi", "emotoin": "happy"}, "emotoin", 422),

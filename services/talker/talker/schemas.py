@@ -20,7 +20,8 @@ class SpeechBody(BaseModel):
     text: TrimmedText = Field(description="What to say; 1..TALKER_MAX_TEXT_CHARS characters after trimming.")
     voice: Identifier | None = Field(default=None, description="A voice id from GET /v1/voices.")
     emotion: Emotion = "neutral"
-    speed: float = Field(default=1.0, ge=0.5, le=2.0, description="Speaking rate; 1.0 is normal.")
+    # strict: JSON numbers only (lax mode would read `true` as 1.0).
+    speed: float = Field(default=1.0, ge=0.5, le=2.0, strict=True, description="Speaking rate; 1.0 is normal.")
 
 
 class TalkBody(SpeechBody):
