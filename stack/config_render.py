@@ -75,7 +75,7 @@ class Profile:
     talker_scrape_interval: str
     scrape_timeout: str
     evaluation_interval: str
-    for_cap_seconds: float | None  # alert `for` values above this are lowered to it
+    for_cap_seconds: float  # alert `for` values above this are lowered to it
     group_wait: str
     group_interval: str
     repeat_interval: str
@@ -193,6 +193,15 @@ def _relocate_url(url: str, moved: Mapping[str, str]) -> str:
     return urlunsplit(parts._replace(netloc=moved[parts.netloc])) if parts.netloc in moved else url
 
 
+def _emptied(directory: Path, pattern: str) -> Path:
+    """The directory, created if needed, without files from an earlier render (a rule file removed in git
+    must not linger in the volume)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob(pattern):
+        stale.unlink()
+    return directory
+
+
 def _dump_yaml(data: Any, path: Path) -> None:
     class LiteralDumper(yaml.SafeDumper):
         pass
@@ -235,13 +244,10 @@ def _render_prometheus(
                 static.setdefault("labels", {})["gpu_expected"] = "true" if gpu else "false"
 
     prom_dir = out / "prometheus"
-    rules_dir = prom_dir / "rules"
-    rules_dir.mkdir(parents=True, exist_ok=True)
-    for stale in rules_dir.glob("*.yml"):
-        stale.unlink()
+    rules_dir = _emptied(prom_dir / "rules", "*.yml")
     for source in sorted((PROMETHEUS_SRC / "rules").glob("*.yml")):
         target = rules_dir / source.name
-        if profile is None or profile.for_cap_seconds is None:
+        if profile is None:
             shutil.copyfile(source, target)  # verbatim keeps the comments for whoever reads the volume
             continue
         rules = yaml.safe_load(source.read_text(encoding="utf-8"))
@@ -279,10 +285,7 @@ def _render_alertmanager(
             webhook["url"] = _relocate_url(webhook["url"], moved)
 
     am_dir = out / "alertmanager"
-    templates_dir = am_dir / "templates"
-    templates_dir.mkdir(parents=True, exist_ok=True)
-    for stale in templates_dir.glob("*.tmpl"):
-        stale.unlink()
+    templates_dir = _emptied(am_dir / "templates", "*.tmpl")
     for template in sorted((ALERTMANAGER_SRC / "templates").glob("*.tmpl")):
         text = _substitute(template.read_text(encoding="utf-8"), values, str(template))
         (templates_dir / template.name).write_text(text, encoding="utf-8")
