@@ -88,6 +88,10 @@ class SynthesisLimiter:
         try:
             return await asyncio.wait_for(asyncio.shield(result), max(0.0, deadline - loop.time()))
         except TimeoutError:
+            if result.done() and not result.cancelled():
+                # The job finished in the loop turn the deadline passed (Python >= 3.12's wait_for raises
+                # even then): its answer is here, so give it rather than a 504.
+                return result.result()
             stop.set()
             raise RunTimeout() from None
         except asyncio.CancelledError:  # client went away: nobody wants the result
@@ -111,18 +115,25 @@ class SynthesisLimiter:
         self._waiters.append(waiter)
         self._changed()
         try:
-            # On a timeout wait_for cancels the waiter, unless the slot was handed over just now.
             await asyncio.wait_for(waiter, max(0.0, deadline - loop.time()))
-        except TimeoutError:
-            raise QueueTimeout() from None
-        except asyncio.CancelledError:
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            # The slot may have been handed to us in the very loop turn the deadline passed or the client
+            # left: Python 3.11's wait_for then returns, but from 3.12 it raises even though the waiter is
+            # done. Either way the slot is ours now and must be passed on, or it is lost for good.
             if waiter.done() and not waiter.cancelled():
-                self._release()  # a slot was handed to us as we were cancelled: pass it on
+                self._release()
+            if isinstance(exc, TimeoutError):
+                raise QueueTimeout() from None
             raise
         finally:
             with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
             self._changed()
+        if loop.time() >= deadline:
+            # Granted only as the deadline passed (3.11's wait_for returns here): the same queue timeout on
+            # every Python, and no job is started that could only be stopped at once.
+            self._release()
+            raise QueueTimeout()
 
     def _release(self) -> None:
         # Hand the slot straight to the oldest live waiter (FIFO); only free it when none waits.
