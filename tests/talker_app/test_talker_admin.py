@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from talker.app import create_app
 from talker.settings import Settings
-from talker_app.talker_server import TalkerServer, admin_headers
+from talker_app.talker_server import ADMIN_TOKEN, TalkerServer, admin_headers
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +102,24 @@ def test_talker_requests_before_engines_are_loaded_get_503(unloaded_app: TestCli
     assert early.json()["error"] == "not ready"
     assert early.headers["Retry-After"]
     assert "talker_ready 0.0" in unloaded_app.get("/metrics").text
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        ADMIN_TOKEN[:-1] + chr(ord(ADMIN_TOKEN[-1]) ^ 1),  # same length, only the last byte differs
+        ADMIN_TOKEN[:4] + "-" * (len(ADMIN_TOKEN) - 4),  # the first 4 bytes right, the rest wrong
+        ADMIN_TOKEN[:-1],  # a prefix one byte short
+        ADMIN_TOKEN[:4],  # a short prefix
+        ADMIN_TOKEN + "x",  # the token with a byte more
+        ADMIN_TOKEN.upper(),
+    ],
+    ids=["last-byte", "first-4-bytes", "prefix-1", "prefix-4", "suffix", "upper-case"],
+)
+def test_talker_admin_token_must_match_in_full(faults: TalkerServer, token: str) -> None:
+    # Only the whole token, byte for byte, opens /admin: near misses are refused like a wholly wrong one.
+    assert token != ADMIN_TOKEN
+    response = httpx.get(f"{faults.url}/admin/faults", headers=admin_headers(token), timeout=10)
+    assert response.status_code == 403, response.text
+    assert response.json()["error"] == "forbidden"
+    assert httpx.get(f"{faults.url}/admin/faults", headers=admin_headers(), timeout=10).status_code == 200

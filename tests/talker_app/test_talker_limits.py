@@ -5,9 +5,14 @@ Slots are held with the extra_latency fault, which waits inside the slot like a 
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import httpx
+from fastapi.testclient import TestClient
+from talker.app import create_app
+from talker.settings import Settings
+from talker.types import AvatarInfo, SpeechOutput, TalkOutput, VoiceInfo
 from talker_app.talker_server import REQUEST_TIMEOUT_S, TalkerServer
 
 from stack.procs import poll_until
@@ -22,7 +27,9 @@ def submit_tts(pool: ThreadPoolExecutor, talker: TalkerServer, text: str) -> Fut
 
 def test_talker_overload_answers_429_with_retry_after(faults: TalkerServer) -> None:
     talker = faults
-    talker.set_faults(extra_latency_ms=800)
+    # Long enough that the first request still runs after two scrapes on a busy 2-core box, short enough
+    # that both accepted ones finish well inside the 3 s deadline (1.2 + 1.2 s for the queued one).
+    talker.set_faults(extra_latency_ms=1200)
     rejected_before = talker.value("talker_requests_rejected_total", reason="overloaded")
     with ThreadPoolExecutor(max_workers=2) as pool:
         running = submit_tts(pool, talker, "first")
@@ -53,10 +60,72 @@ def test_talker_timeouts_free_the_slot(faults: TalkerServer) -> None:
     assert first.status_code == 504
     assert first.json()["error"] == "timed out"
     # The queued request reaches its deadline either still queued (503) or just after taking the freed
-    # slot (504); which one depends on a few ms. The limiter tests pin down the 503 case exactly.
+    # slot (504); which one depends on a few ms. test_talker_queue_deadline_answers_503_and_run_deadline_504
+    # below and the limiter tests pin down each case exactly.
     assert second.status_code in (503, 504)
     assert talker.value("talker_requests_rejected_total", reason="timeout") == timeouts_before + 2
 
     talker.clear_faults_and_drain()  # the stopped jobs gave their slot back well before 60 s
     after = httpx.post(f"{talker.url}/v1/tts", json={"text": "the slot is free again"}, timeout=10)
     assert after.status_code == 200
+
+
+class StuckModelPipeline:
+    """Stand-in for the engines only: a model stuck in one long call that cannot notice the stop request
+    (one big CUDA kernel, a C library without a cancel hook). The HTTP layer, service and limiter are real."""
+
+    device = "cpu"
+    default_engine = "espeak"
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def load(self) -> dict[str, float]:
+        return {}
+
+    def voices(self) -> list[VoiceInfo]:
+        return [VoiceInfo(id="en-us", engine="espeak", language="en-US", name="stand-in")]
+
+    def avatars(self) -> list[AvatarInfo]:
+        return []
+
+    def has_voice(self, voice_id: str) -> bool:
+        return voice_id == "en-us"
+
+    def has_avatar(self, avatar_id: str) -> bool:
+        return False
+
+    def synthesize(self, text: str, **_: object) -> SpeechOutput:
+        self.started.set()
+        assert self.release.wait(30), "the test never released the stuck model"
+        return SpeechOutput(wav=b"RIFF", sample_rate=22050, audio_seconds=0.1, engine="espeak", characters=len(text))
+
+    def talk(self, text: str, **_: object) -> TalkOutput:
+        raise NotImplementedError
+
+
+def test_talker_queue_deadline_answers_503_and_run_deadline_504() -> None:
+    """Pinned exactly (the shared-server test above cannot: there the slot frees just as the queued deadline
+    nears). 503 = never started, safe to retry elsewhere; 504 = ran and was stopped."""
+    model = StuckModelPipeline()
+    settings = Settings(max_concurrency=1, max_queue=1, request_timeout_s=0.5, admin_token=None, enable_piper=False)
+    app = create_app(settings, pipeline=model)
+    with TestClient(app, raise_server_exceptions=False) as client, ThreadPoolExecutor(max_workers=1) as pool:
+        poll_until(lambda: client.get("/readyz").status_code == 200, timeout=10, what="stand-in loaded")
+        running = pool.submit(client.post, "/v1/tts", json={"text": "holds the slot"})
+        assert model.started.wait(10), "the first request never started"
+        queued = client.post("/v1/tts", json={"text": "waits behind it"})  # its deadline passes in the queue
+        assert queued.status_code == 503, queued.text
+        assert queued.json()["error"] == "timed out waiting for a free slot"
+        assert queued.headers["Retry-After"] == "5"
+        first = running.result(timeout=10)
+        assert first.status_code == 504, first.text
+        assert first.json()["error"] == "timed out"
+        model.release.set()
+        metrics = client.get("/metrics").text
+        assert 'talker_requests_rejected_total{reason="timeout"} 2.0' in metrics
+        assert 'talker_http_requests_total{method="POST",route="/v1/tts",status="503"} 1.0' in metrics
+        assert 'talker_http_requests_total{method="POST",route="/v1/tts",status="504"} 1.0' in metrics
+        poll_until(lambda: "talker_active_sessions 0.0" in client.get("/metrics").text, timeout=10,
+                   what="the stuck job to give its slot back once it returned")
