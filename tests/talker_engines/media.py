@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import wave
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -38,6 +40,23 @@ def ffmpeg() -> str:
     from imageio_ffmpeg import get_ffmpeg_exe
 
     return get_ffmpeg_exe()
+
+
+def ffmpeg_children() -> list[int]:
+    """ffmpeg processes whose parent is this test process."""
+    me, found = os.getpid(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        if ppid == me and comm.startswith("ffmpeg"):
+            found.append(int(entry.name))
+    return found
 
 
 def ffmpeg_info(path: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 import subprocess
 import tempfile
@@ -18,27 +17,10 @@ from talker.animator.renderer import DeviceUnavailable, MouthRenderer, resolve_d
 from talker.pipeline import Pipeline
 from talker.settings import Settings
 from talker.types import Cancelled, UnknownAvatar
-from talker_engines.media import decode_audio, decode_frames, ffmpeg, ffmpeg_info
+from talker_engines.media import decode_audio, decode_frames, ffmpeg, ffmpeg_children, ffmpeg_info
 
 # Two sentences: the pause between them is silence in the middle of the video.
 TWO_SENTENCES = "Hello there. How are you today?"
-
-
-def _ffmpeg_children() -> list[int]:
-    """ffmpeg processes whose parent is this test process."""
-    me, found = os.getpid(), []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        if ppid == me and comm.startswith("ffmpeg"):
-            found.append(int(entry.name))
-    return found
 
 
 @pytest.fixture
@@ -145,7 +127,7 @@ def test_engine_talk_cancelled_while_encoding_leaves_no_files_or_processes(pipel
         pipeline.talk(text, voice="en-us", should_stop=stop_mid_video)
     assert polls == total - 5
     assert list(private_tmp.iterdir()) == []
-    assert _ffmpeg_children() == []
+    assert ffmpeg_children() == []
 
 
 def test_engine_punctuation_only_text_still_makes_a_valid_video(pipeline: Pipeline, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ from talker.animator.encode import encode_mp4
 from talker.animator.mouth import frame_count, openness_track
 from talker.animator.renderer import MouthRenderer, resolve_device
 from talker.settings import Settings
+from talker.talk_stream import TalkStream
 from talker.tts import SynthesizedSpeech
 from talker.tts.espeak import EspeakEngine
 from talker.tts.piper import ID_PREFIX as PIPER_PREFIX
@@ -171,6 +173,38 @@ class Pipeline:
         mp4, frames, animate_s, encode_s = self._animate(speech, avatar_id, should_stop)
         return TalkOutput(mp4=mp4, audio_seconds=speech.seconds, frames=frames, engine=speech.engine,
                           characters=len(text), timings={"tts": tts_s, "animate": animate_s, "encode": encode_s})
+
+    def talk_stream(self, text: str, *, avatar: str | None = None, voice: str | None = None,
+                    emotion: str = "neutral", speed: float = 1.0, should_stop: ShouldStop = _never) -> TalkStream:
+        """Like talk(), as fragmented MP4 segments produced while speech is synthesized and rendered.
+
+        Unknown voices/avatars raise here, before anything is produced; the work starts on iteration."""
+        if not self._renderers:
+            raise RuntimeError("Pipeline.load() must run before talk_stream()")
+        avatar_id = avatar or self._default_avatar_id()
+        if avatar_id not in self._renderers:
+            raise UnknownAvatar(avatar_id)
+        voice_id = voice or self._default_voice_id()
+        if not self.has_voice(voice_id):
+            raise UnknownVoice(voice_id)
+        if voice_id.startswith(PIPER_PREFIX):
+            assert self._piper is not None
+            sample_rate = self._piper.sample_rate(voice_id)
+        else:
+            sample_rate = self._espeak.sample_rate
+        chunks = self._speech_chunks(text, voice_id, emotion, speed, should_stop)
+        return TalkStream(chunks, self._renderers[avatar_id], sample_rate=sample_rate,
+                          fps=self._settings.video_fps, should_stop=should_stop)
+
+    def _speech_chunks(self, text: str, voice_id: str, emotion: str, speed: float,
+                       should_stop: ShouldStop) -> Iterator[SynthesizedSpeech]:
+        speech, _ = self._speak(text, voice_id, emotion, speed, should_stop)
+        step = speech.sample_rate // 4
+        for start in range(0, len(speech.samples), step):
+            t0, t1 = start / speech.sample_rate, (start + step) / speech.sample_rate
+            yield SynthesizedSpeech(samples=speech.samples[start:start + step], sample_rate=speech.sample_rate,
+                                    engine=speech.engine,
+                                    phonemes=[p for p in speech.phonemes if t0 <= p.start_s < t1])
 
     def _animate(self, speech: SynthesizedSpeech, avatar_id: str,
                  should_stop: ShouldStop) -> tuple[bytes, int, float, float]:

@@ -138,6 +138,12 @@ class PiperEngine:
     def has_voice(self, voice_id: str) -> bool:
         return voice_id in self._voices
 
+    def sample_rate(self, voice_id: str) -> int:
+        entry = self._voices.get(voice_id)
+        if entry is None:
+            raise UnknownVoice(voice_id)
+        return int(entry[1].config.sample_rate)  # type: ignore[attr-defined]
+
     def synthesize(self, text: str, voice_id: str, prosody: Prosody,
                    should_stop: ShouldStop = lambda: False) -> SynthesizedSpeech:
         from piper.config import SynthesisConfig
