@@ -7,6 +7,9 @@ and addresses than production, so this is the one step between the files in git 
 servers (compose runs it as the one-shot `config-init` service). It changes only:
 
 - `${VAR}` placeholders in alertmanager.yml and the email templates (values from `env`);
+- webhook auth: every webhook to dingtalk-relay gets `http_config.authorization.credentials_file`
+  (RELAY_WEBHOOK_TOKEN_FILE, default the compose secret /run/secrets/relay_webhook_token): the relay
+  refuses webhooks without that bearer token;
 - SMTP auth: `smtp_auth_password_file` from SMTP_AUTH_PASSWORD_FILE, else the password from
   SMTP_AUTH_PASSWORD; both auth fields dropped when SMTP_AUTH_USERNAME is empty;
 - timings per profile (scrape/evaluation intervals, alert `for` caps, Alertmanager group timers);
@@ -62,11 +65,14 @@ ENV_DEFAULTS: dict[str, str] = {
     "GRAFANA_URL": "http://localhost:3000",
     "ALERTMANAGER_URL": "http://localhost:9093",
     "PROMETHEUS_URL": "http://localhost:9090",
+    # Where ALERTMANAGER reads the relay's bearer token (a path in its container, not on this machine).
+    "RELAY_WEBHOOK_TOKEN_FILE": "/run/secrets/relay_webhook_token",
 }
 URL_VARIABLES = ("GRAFANA_URL", "ALERTMANAGER_URL", "PROMETHEUS_URL")
 PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
 # Values end up inside HTML and Go templates: refuse anything that could open a tag or an action.
 SAFE_URL = re.compile(r"^https?://[^\s\"'<>{}`]+$")
+SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/@+-]+$")
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,8 @@ def _settings(env: Mapping[str, str]) -> dict[str, str]:
         values[name] = values[name].rstrip("/")
         if not SAFE_URL.match(values[name]):
             raise RenderError(f"{name} must be an http(s) URL without spaces, quotes or braces: {values[name]!r}")
+    if not SAFE_PATH.match(values["RELAY_WEBHOOK_TOKEN_FILE"]):
+        raise RenderError(f"RELAY_WEBHOOK_TOKEN_FILE must be an absolute path: {values['RELAY_WEBHOOK_TOKEN_FILE']!r}")
     return values
 
 
@@ -280,8 +288,14 @@ def _render_alertmanager(
 
     if profile is not None:
         _apply_alertmanager_timings(config, profile)
+    relay = DEFAULT_ADDRESSES["dingtalk-relay"]
     for receiver in config["receivers"]:
         for webhook in receiver.get("webhook_configs", []):
+            if urlsplit(webhook["url"]).netloc == relay:
+                # The relay answers 401 without its bearer token: no receiver to it can forget the token.
+                http_config = webhook.setdefault("http_config", {})
+                token_file = values["RELAY_WEBHOOK_TOKEN_FILE"]
+                http_config["authorization"] = {"type": "Bearer", "credentials_file": token_file}
             webhook["url"] = _relocate_url(webhook["url"], moved)
 
     am_dir = out / "alertmanager"

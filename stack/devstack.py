@@ -90,6 +90,8 @@ class DevStack:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="talker-devstack-"))
         self.log_dir = self.workdir / "logs"
         self.admin_token = self.extra_env.get("TALKER_ADMIN_TOKEN") or secrets.token_urlsafe(16)
+        # The bearer token Alertmanager sends to the relay: random per run, only in a 0600 file.
+        self.webhook_token_file = self.workdir / "secrets" / "relay_webhook_token"
         self.heartbeat_timeout = heartbeat_timeout or ("30s" if profile == "fast" else "5m")
         self.procs: dict[str, ManagedProcess] = {}
         self.started = False
@@ -112,6 +114,12 @@ class DevStack:
         # The stand-in lives in tests/ (shared with the tests); `stack` is the repo root package.
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), env.get("PYTHONPATH", "")]).strip(":")
         return env
+
+    def write_webhook_token(self) -> None:
+        self.webhook_token_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.webhook_token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(secrets.token_urlsafe(32) + "\n")
 
     def _start(self, name: str, argv: list[str], env: dict[str, str], ready_url: str, timeout: float = 60) -> None:
         proc = ManagedProcess(name, argv, log_dir=self.log_dir, env=env, cwd=ROOT)
@@ -137,6 +145,7 @@ class DevStack:
             RELAY_HOST="127.0.0.1", RELAY_PORT=str(self.ports.relay), RELAY_DINGTALK_API_BASE=self.urls["dingtalk"],
             RELAY_DINGTALK_TOKEN=token, RELAY_DINGTALK_SECRET=secret, RELAY_DINGTALK_KEYWORD=keyword,
             RELAY_HEARTBEAT_TIMEOUT=self.heartbeat_timeout, RELAY_TIMEZONE=alert_timezone(),
+            RELAY_WEBHOOK_TOKEN_FILE=str(self.webhook_token_file), RELAY_WEBHOOK_TOKEN="",
         )
         self._start("dingtalk-relay", [sys.executable, "-m", "dingtalk_relay"], env, f"{self.urls['relay']}/healthz")
 
@@ -166,6 +175,7 @@ class DevStack:
         env = {"SMTP_REQUIRE_TLS": "false", **os.environ, **self.extra_env}
         env.setdefault("ALERTMANAGER_URL", self.urls["alertmanager"])
         env.setdefault("PROMETHEUS_URL", self.urls["prometheus"])
+        env["RELAY_WEBHOOK_TOKEN_FILE"] = str(self.webhook_token_file)
         self.rendered = render(self.workdir / "config", profile=self.profile, env=env, addresses=addresses)
 
     def start_alertmanager(self) -> None:
@@ -187,6 +197,7 @@ class DevStack:
         ensure_binaries()
         try:
             # Receivers first, so nothing Alertmanager sends at start-up is refused.
+            self.write_webhook_token()
             self.start_mail()
             self.start_dingtalk()
             self.start_relay()
@@ -221,7 +232,7 @@ class DevStack:
             f"  admin token       {self.admin_token}   (POST {u['talker']}/admin/faults)",
             f"  Prometheus        {u['prometheus']}/",
             f"  Alertmanager      {u['alertmanager']}/",
-            f"  dingtalk-relay    {u['relay']}/metrics",
+            f"  dingtalk-relay    {u['relay']}/metrics   (webhook token in {self.webhook_token_file})",
             f"  DingTalk inbox    {u['dingtalk']}/   (stand-in)",
             f"  mail inbox        {u['mailpit']}/   (SMTP {u['smtp']}, Mailpit API)",
             f"  node-exporter     {u['node_exporter']}",

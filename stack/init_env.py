@@ -7,11 +7,38 @@ ever shipping a known password. An existing .env is never touched. Stdlib only: 
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from pathlib import Path
 
 GENERATED = ("GRAFANA_ADMIN_PASSWORD", "TALKER_ADMIN_TOKEN")
+# Compose `secrets:` files (docker-compose.yml), created when missing. The directory is the owner's alone;
+# the files themselves must be readable by the containers' non-root users, because compose mounts a file
+# secret with its host owner and mode (it cannot chown it to the container's user as swarm does).
+SECRETS_DIR = "secrets"
+SECRET_FILES = ("relay_webhook_token",)
+SECRET_FILE_MODE = 0o644
+
+
+def ensure_secret_files(root: Path) -> list[Path]:
+    """Create each missing secrets/NAME with a random value, atomically (never a moment with other content
+    or wider permissions); return the files created."""
+    directory = root / SECRETS_DIR
+    directory.mkdir(mode=0o700, exist_ok=True)
+    directory.chmod(0o700)
+    made = []
+    for name in SECRET_FILES:
+        path = directory / name
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRET_FILE_MODE)
+        except FileExistsError:
+            continue
+        os.fchmod(fd, SECRET_FILE_MODE)  # exactly this mode, whatever the umask (still empty here)
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(secrets.token_urlsafe(32) + "\n")
+        made.append(path)
+    return made
 
 
 def render_env(example: str) -> tuple[str, dict[str, str]]:
@@ -27,6 +54,8 @@ def render_env(example: str) -> tuple[str, dict[str, str]]:
 
 
 def main(root: Path) -> int:
+    for path in ensure_secret_files(root):
+        print(f"created {path} (random; compose mounts it as /run/secrets/{path.name})")
     env, example = root / ".env", root / ".env.example"
     if env.exists():
         return 0

@@ -101,6 +101,9 @@ def relay_evidence(ep: Endpoints) -> str:
     lines += [f"  DingTalk errcode {labels.get('errcode')} ({labels.get('target')}) x{v:g}" for labels, v in
               metric_samples(text, "dingtalk_relay_api_errors_total") if v]
     lines += [f"  rate limited {v:g}" for _, v in metric_samples(text, "dingtalk_relay_rate_limited_total") if v]
+    lines += [f"  refused {v:g} webhook(s) to /{labels.get('endpoint')}: bearer token {labels.get('reason')} "
+              "(does Alertmanager's credentials_file hold the relay's RELAY_WEBHOOK_TOKEN_FILE token?)"
+              for labels, v in metric_samples(text, "dingtalk_relay_webhook_auth_failures_total") if v]
     return "relay says:\n" + ("\n".join(lines) or "  (no notifications recorded: did Alertmanager call it?)")
 
 
@@ -195,9 +198,23 @@ def synthetic_alert(ep: Endpoints, timeout: float) -> dict[str, float]:
              lambda: relay_evidence(ep) + "\n" + alertmanager_evidence(ep, "webhook"))
     wait_hop(clock, "email (Mailpit API)", lambda: channels.mail_has(smoke_id), timeout,
              lambda: alertmanager_evidence(ep, "email"))
+    check_relay_closed(ep)
     # Resolve it so the test alert does not stay in Alertmanager (and in everyone's inbox) for 10 minutes.
     am.post_alerts([{**alert, "endsAt": datetime.now(UTC).isoformat()}])
     return clock.hops
+
+
+def check_relay_closed(ep: Endpoints) -> None:
+    """Alertmanager got through with its token; a caller without one must not (nothing open by default)."""
+    try:
+        status, body = request_json("POST", f"{ep.relay}/heartbeat", {}, timeout=10)
+    except HopError as exc:
+        raise SmokeFailure("relay refuses webhooks without the bearer token", str(exc)) from None
+    if status != 401:
+        raise SmokeFailure("relay refuses webhooks without the bearer token",
+                           f"POST /heartbeat without a token answered HTTP {status}: {str(body)[:200]} "
+                           "(RELAY_ALLOW_UNAUTHENTICATED_WEBHOOKS set?)")
+    print("  relay refuses a webhook without the bearer token (401)", flush=True)
 
 
 class Traffic:

@@ -23,8 +23,12 @@ from stack.procs import ManagedProcess, free_port, poll_until, wait_http
 pytestmark = pytest.mark.e2e
 
 
+WEBHOOK_TOKEN = "am-live-webhook-token-5c1e7a"
+
+
 class WebhookRecorder:
-    """Stands in for dingtalk-relay: answers 200 and remembers (monotonic time, path) of every POST."""
+    """Stands in for dingtalk-relay: like the relay, answers 401 without its bearer token; remembers
+    (monotonic time, path) of every authorised POST."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[float, str]] = []
@@ -33,8 +37,10 @@ class WebhookRecorder:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                recorder.calls.append((time.monotonic(), self.path))
-                self.send_response(200)
+                authorised = self.headers.get("Authorization") == f"Bearer {WEBHOOK_TOKEN}"
+                if authorised:
+                    recorder.calls.append((time.monotonic(), self.path))
+                self.send_response(200 if authorised else 401)
                 self.end_headers()
 
             def log_message(self, *args: Any) -> None:
@@ -54,7 +60,9 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
     recorder = WebhookRecorder()
     recorder.thread.start()
     port = free_port()
-    rendered = render(work / "config", profile="fast", env={}, addresses={
+    token_file = work / "relay_webhook_token"
+    token_file.write_text(WEBHOOK_TOKEN + "\n")
+    rendered = render(work / "config", profile="fast", env={"RELAY_WEBHOOK_TOKEN_FILE": str(token_file)}, addresses={
         "dingtalk-relay": recorder.address, "alertmanager": f"127.0.0.1:{port}",
         "mailpit": f"127.0.0.1:{free_port()}",  # nothing listens: email is not under test here
     })

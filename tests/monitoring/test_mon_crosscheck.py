@@ -34,6 +34,7 @@ pytestmark = pytest.mark.e2e
 
 ADMIN_TOKEN = "crosscheck-admin-token"
 ROBOT_TOKEN = "crosscheck-robot"
+WEBHOOK_TOKEN = "crosscheck-relay-webhook-token"
 SAMPLE_NAME = re.compile(r"^([a-zA-Z_:][\w:]*)", re.MULTILINE)
 
 
@@ -79,7 +80,8 @@ def drive_traffic(stack: Stack) -> None:
     assert http("POST", f"{api}/v1/tts", {"text": "fail"})[0] == 500  # the injected fault
     assert http("DELETE", f"{api}/admin/faults", None, admin)[0] == 200
     firing = json.loads((REPO_ROOT / "tests/relay/fixtures/alertmanager_firing.json").read_text(encoding="utf-8"))
-    status, body = http("POST", f"{stack.urls['dingtalk-relay']}/alertmanager/default", firing)
+    status, body = http("POST", f"{stack.urls['dingtalk-relay']}/alertmanager/default", firing,
+                        {"Authorization": f"Bearer {WEBHOOK_TOKEN}"})
     assert status < 300, body
 
 
@@ -89,8 +91,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     ports = {name: free_port() for name in
              ("talker", "talker-metrics", "dingtalk-relay", "node-exporter", "prometheus", "alertmanager", "smtp")}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    token_file = work / "relay_webhook_token"
+    token_file.write_text(WEBHOOK_TOKEN + "\n")
     rendered = render(
-        work / "config", profile="fast", env={},
+        work / "config", profile="fast", env={"RELAY_WEBHOOK_TOKEN_FILE": str(token_file)},
         addresses={
             "talker": f"127.0.0.1:{ports['talker-metrics']}",
             "dingtalk-relay": f"127.0.0.1:{ports['dingtalk-relay']}",
@@ -110,6 +114,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "TALKER_ENABLE_PIPER": "false",  # espeak alone keeps start-up and CPU small on shared cores
         "RELAY_HOST": "127.0.0.1", "RELAY_PORT": str(ports["dingtalk-relay"]),
         "RELAY_DINGTALK_TOKEN": ROBOT_TOKEN, "RELAY_DINGTALK_API_BASE": dingtalk.base_url,
+        "RELAY_WEBHOOK_TOKEN_FILE": str(token_file),
     }
     env = {**os.environ, **env}
     commands = {

@@ -97,6 +97,23 @@ def test_smtp_password_from_file_is_referenced_not_copied(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_every_webhook_to_the_relay_carries_its_bearer_token_file(tmp_path: Path) -> None:
+    default = yaml.safe_load(render(tmp_path / "a", env={}).alertmanager_config.read_text(encoding="utf-8"))
+    local = render(tmp_path / "b", env={"RELAY_WEBHOOK_TOKEN_FILE": "/tmp/x/relay_webhook_token"},
+                   addresses={"dingtalk-relay": "127.0.0.1:18060"})
+    moved = yaml.safe_load(local.alertmanager_config.read_text(encoding="utf-8"))
+    for config, path in ((default, "/run/secrets/relay_webhook_token"), (moved, "/tmp/x/relay_webhook_token")):
+        webhooks = [w for r in config["receivers"] for w in r.get("webhook_configs", [])]
+        assert len(webhooks) == 3
+        for webhook in webhooks:
+            assert webhook["http_config"]["authorization"] == {"type": "Bearer", "credentials_file": path}
+    result = run_tool("amtool", "check-config", local.alertmanager_config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for bad in ("relative/token", "/path with space", "/x\n/y"):
+        with pytest.raises(RenderError, match="RELAY_WEBHOOK_TOKEN_FILE"):
+            render(tmp_path / "bad", env={"RELAY_WEBHOOK_TOKEN_FILE": bad})
+
+
 def test_no_smtp_login_means_no_auth_fields(tmp_path: Path) -> None:
     rendered = render(tmp_path, env={})
     smtp = yaml.safe_load(rendered.alertmanager_config.read_text(encoding="utf-8"))["global"]

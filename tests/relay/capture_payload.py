@@ -41,6 +41,11 @@ receivers:
       - url: {url}
         send_resolved: true
 """
+# How stack/config_render.py makes Alertmanager authenticate to the relay (appended to the webhook above).
+BEARER_FROM_FILE = """        http_config:
+          authorization:
+            credentials_file: {path}
+"""
 
 ALERT_LABELS = {
     "alertname": "TalkerHighErrorRate",
@@ -102,11 +107,15 @@ def _wait_for(received: queue.Queue[dict[str, Any]], status: str, timeout: float
 
 
 @contextlib.contextmanager
-def running_alertmanager(webhook_url: str, workdir: Path, timeout: float = 30.0) -> Iterator[str]:
-    """A real single-node Alertmanager whose only receiver posts to webhook_url; yields its base URL."""
+def running_alertmanager(
+    webhook_url: str, workdir: Path, timeout: float = 30.0, *, token_file: Path | None = None
+) -> Iterator[str]:
+    """A real single-node Alertmanager whose only receiver posts to webhook_url (with the bearer token in
+    `token_file`, if given); yields its base URL."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "alertmanager.yml"
-    config.write_text(CONFIG.format(url=webhook_url))
+    auth = BEARER_FROM_FILE.format(path=json.dumps(str(token_file))) if token_file else ""
+    config.write_text(CONFIG.format(url=webhook_url) + auth)
     port = free_port()
     argv = [
         ALERTMANAGER,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from dingtalk_relay.settings import RelaySettings
-from relay.relay_helpers import KEYWORD, PLAIN_TOKEN, SIGNED_SECRET, SIGNED_TOKEN, InProcessRelay
+from relay.relay_helpers import KEYWORD, PLAIN_TOKEN, SIGNED_SECRET, SIGNED_TOKEN, WEBHOOK_TOKEN, InProcessRelay
 from standins.dingtalk import DingTalkStandin, Robot
 
 
@@ -25,6 +25,7 @@ def relay_settings(standin: DingTalkStandin) -> Callable[..., RelaySettings]:
 
     def make(**overrides: Any) -> RelaySettings:
         values: dict[str, Any] = {
+            "webhook_token": WEBHOOK_TOKEN,
             "dingtalk_token": SIGNED_TOKEN,
             "dingtalk_secret": SIGNED_SECRET,
             "dingtalk_keyword": KEYWORD,

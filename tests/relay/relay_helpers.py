@@ -20,6 +20,8 @@ SIGNED_TOKEN = "tok-signed-7f3a9c"
 SIGNED_SECRET = "SECc0ffee1234567890deadbeefcafe"
 KEYWORD = "告警"
 PLAIN_TOKEN = "tok-plain-51be02"
+WEBHOOK_TOKEN = "relay-webhook-token-for-tests-3f9d2"  # what Alertmanager sends as its bearer token
+AUTH = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
 
 
 def real_payload(kind: str = "firing") -> dict[str, Any]:

@@ -8,14 +8,14 @@ from collections.abc import Callable
 from dingtalk_relay.app import create_app
 from dingtalk_relay.settings import RelaySettings
 from fastapi.testclient import TestClient
-from relay.relay_helpers import KEYWORD, SIGNED_TOKEN, metric_value, real_payload
+from relay.relay_helpers import AUTH, KEYWORD, SIGNED_TOKEN, metric_value, real_payload
 from standins.dingtalk import DingTalkStandin
 
 
 def test_relay_delivers_real_alertmanager_payloads(
     standin: DingTalkStandin, relay_settings: Callable[..., RelaySettings]
 ):
-    with TestClient(create_app(relay_settings())) as client:
+    with TestClient(create_app(relay_settings()), headers=AUTH) as client:
         for kind in ("firing", "resolved"):
             answer = client.post("/alertmanager/default", json=real_payload(kind))
             assert answer.status_code == 200, answer.text
@@ -35,7 +35,7 @@ def test_relay_delivers_real_alertmanager_payloads(
 def test_relay_rejects_bad_input_with_field_names(
     standin: DingTalkStandin, relay_settings: Callable[..., RelaySettings]
 ):
-    with TestClient(create_app(relay_settings())) as client:
+    with TestClient(create_app(relay_settings()), headers=AUTH) as client:
         unknown = client.post("/alertmanager/nobody", json=real_payload())
         assert unknown.status_code == 404 and unknown.json()["field"] == "target"
         not_json = client.post("/alertmanager/default", content=b"{oops", headers={"Content-Type": "application/json"})
@@ -60,7 +60,7 @@ def test_relay_rejects_bad_input_with_field_names(
 
 
 def test_relay_metrics_pass_promtool_and_exist_from_the_start(relay_settings: Callable[..., RelaySettings]):
-    with TestClient(create_app(relay_settings())) as client:
+    with TestClient(create_app(relay_settings()), headers=AUTH) as client:
         assert client.get("/readyz").json() == {"status": "ready", "targets": ["default"]}
         client.post("/heartbeat", json=real_payload())
         answer = client.get("/metrics")

@@ -8,10 +8,11 @@ import pytest
 from dingtalk_relay.settings import RelaySettings, parse_duration
 from dingtalk_relay.targets import TargetConfigError, load_targets
 from fastapi.testclient import TestClient
+from relay.relay_helpers import AUTH, WEBHOOK_TOKEN
 
 
 def settings(**kw: object) -> RelaySettings:
-    return RelaySettings(_env_file=None, **kw)  # type: ignore[call-arg]
+    return RelaySettings(_env_file=None, **{"webhook_token": WEBHOOK_TOKEN, **kw})  # type: ignore[arg-type]
 
 
 def test_relay_default_target_from_env_alone(monkeypatch: pytest.MonkeyPatch):
@@ -100,14 +101,14 @@ def test_relay_durations():
 def test_relay_not_ready_and_503_when_misconfigured(tmp_path: Path):
     from dingtalk_relay.app import create_app
 
-    with TestClient(create_app(settings())) as client:  # no target at all
+    with TestClient(create_app(settings()), headers=AUTH) as client:  # no target at all
         ready = client.get("/readyz")
         assert ready.status_code == 503 and "no DingTalk target" in ready.json()["reason"]
         assert client.get("/healthz").status_code == 200
         answer = client.post("/alertmanager/default", json={})
         assert answer.status_code == 503 and answer.json()["error"] == "not_configured"
-    with TestClient(create_app(settings(dingtalk_token="t", heartbeat_target="ops"))) as client:
+    with TestClient(create_app(settings(dingtalk_token="t", heartbeat_target="ops")), headers=AUTH) as client:
         assert "RELAY_HEARTBEAT_TARGET" in client.get("/readyz").json()["reason"]
     (tmp_path / "alerts.md.j2").write_text("{% for %}")
-    with TestClient(create_app(settings(dingtalk_token="t", templates_dir=tmp_path))) as client:
+    with TestClient(create_app(settings(dingtalk_token="t", templates_dir=tmp_path)), headers=AUTH) as client:
         assert "TemplateSyntaxError" in client.get("/readyz").json()["reason"]

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from dingtalk_relay.settings import RelaySettings
 from relay.relay_helpers import (
+    AUTH,
     PLAIN_TOKEN,
     SIGNED_SECRET,
     SIGNED_TOKEN,
@@ -29,7 +30,7 @@ RunRelay = Callable[[RelaySettings], InProcessRelay]
 
 
 def post(relay: InProcessRelay, body: Any, target: str = "default") -> httpx.Response:
-    return httpx.post(f"{relay.url}/alertmanager/{target}", json=body, timeout=30)
+    return httpx.post(f"{relay.url}/alertmanager/{target}", json=body, timeout=30, headers=AUTH)
 
 
 def metrics(relay: InProcessRelay) -> str:
@@ -37,7 +38,7 @@ def metrics(relay: InProcessRelay) -> str:
 
 
 async def post_many(url: str, bodies: list[dict[str, Any]]) -> list[httpx.Response]:
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with httpx.AsyncClient(timeout=60, headers=AUTH) as client:
         return await asyncio.gather(*(client.post(url, json=b) for b in bodies))
 
 

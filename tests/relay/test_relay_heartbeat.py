@@ -11,7 +11,7 @@ from dingtalk_relay.heartbeat import HeartbeatMonitor
 from dingtalk_relay.metrics import RelayMetrics
 from dingtalk_relay.settings import RelaySettings
 from fastapi.testclient import TestClient
-from relay.relay_helpers import InProcessRelay, metric_value, real_payload
+from relay.relay_helpers import AUTH, InProcessRelay, metric_value, real_payload
 from standins.dingtalk import DingTalkStandin
 
 from stack.procs import poll_until
@@ -26,7 +26,8 @@ def test_relay_heartbeat_timeout_sends_broken_then_restored(
     gauge = lambda: metric_value(httpx.get(f"{relay.url}/metrics").text, "dingtalk_relay_pipeline_broken")  # noqa: E731
     watchdog = real_payload()
     watchdog["alerts"][0]["labels"] = {"alertname": "Watchdog", "severity": "none"}
-    assert httpx.post(f"{relay.url}/heartbeat", json=watchdog).json() == {"status": "ok", "pipeline_broken": False}
+    beat = httpx.post(f"{relay.url}/heartbeat", json=watchdog, headers=AUTH)
+    assert beat.json() == {"status": "ok", "pipeline_broken": False}
     assert standin.messages == []  # a heartbeat itself is never forwarded
 
     def titled(word: str) -> Callable[[], list[dict[str, object]]]:
@@ -37,7 +38,7 @@ def test_relay_heartbeat_timeout_sends_broken_then_restored(
     assert broken[0]["at"]["atMobiles"] == ["13800000000"]  # critical by nature: mention on-call
     assert gauge() == 1
 
-    assert httpx.post(f"{relay.url}/heartbeat", json=watchdog).status_code == 200
+    assert httpx.post(f"{relay.url}/heartbeat", json=watchdog, headers=AUTH).status_code == 200
     restored = poll_until(titled("监控链路恢复"), timeout=10, interval=0.05, what="pipeline restored message")
     assert restored and gauge() == 0
     assert len(standin.messages) == 2
@@ -49,7 +50,7 @@ def test_relay_resolved_watchdog_is_not_a_heartbeat(relay_settings: Callable[...
     resolved = real_payload("resolved")
     resolved["alerts"][0]["labels"] = {"alertname": "Watchdog", "severity": "none"}
     last = "dingtalk_relay_last_heartbeat_timestamp_seconds"
-    with TestClient(create_app(relay_settings())) as client:
+    with TestClient(create_app(relay_settings()), headers=AUTH) as client:
         answer = client.post("/heartbeat", json=resolved)
         assert answer.status_code == 200 and answer.json()["status"] == "ignored"
         assert metric_value(client.get("/metrics").text, last) == 0

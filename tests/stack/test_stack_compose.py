@@ -18,6 +18,7 @@ import pytest
 
 from stack import images
 from stack.docker_env import DockerUnavailable, ensure_docker
+from stack.init_env import ensure_secret_files
 from stack.procs import free_port
 
 pytestmark = pytest.mark.docker
@@ -77,6 +78,7 @@ def docker_compose_ready() -> str:
 @pytest.fixture(scope="module")
 def project_env(docker_compose_ready: str) -> Iterator[dict[str, str]]:
     env = compose_env(f"talkerstack-e2e-{os.getpid()}")
+    ensure_secret_files(ROOT)  # what `make up` does first: the compose file mounts secrets/*
     yield env
     compose(env, "down", "-v", "--remove-orphans", "--timeout", "5", timeout=180)
 

@@ -36,3 +36,22 @@ def test_stack_first_make_up_creates_env_with_random_secrets(tmp_path: Path) -> 
 
     run_init(tmp_path)
     assert (tmp_path / ".env").read_text() == env, "an existing .env must never be rewritten"
+
+
+def test_stack_make_up_creates_the_relay_webhook_token_once(tmp_path: Path) -> None:
+    shutil.copy(REPO / ".env.example", tmp_path / ".env.example")
+    first = run_init(tmp_path)
+    token_file = tmp_path / "secrets" / "relay_webhook_token"
+    token = token_file.read_text()
+    assert len(token.strip()) >= 40 and token.endswith("\n")
+    assert str(token_file) in first.stdout and token.strip() not in first.stdout  # where, never what
+    # The directory is the owner's alone; the file must stay readable by the containers' non-root users
+    # (compose bind-mounts file secrets with their host mode).
+    assert (tmp_path / "secrets").stat().st_mode & 0o777 == 0o700
+    assert token_file.stat().st_mode & 0o777 == 0o644
+    run_init(tmp_path)
+    assert token_file.read_text() == token, "an existing secret must never be rewritten"
+    token_file.unlink()  # a lost secret comes back (new value) even when .env already exists
+    again = run_init(tmp_path)
+    assert token_file.read_text() != token and str(token_file) in again.stdout
+    assert "/secrets/" in (REPO / ".gitignore").read_text().splitlines()

@@ -32,7 +32,10 @@ def test_stack_smoke_names_the_unreachable_mailbox(capsys: pytest.CaptureFixture
 def path_without_relay(tmp_path: Path) -> Iterator[dict[str, str]]:
     """Real Alertmanager, mail sink and DingTalk stand-in; the relay Alertmanager calls is not running."""
     am_port, smtp_port, mail_port, relay_port = free_port(), free_port(), free_port(), free_port()
-    rendered = render(tmp_path / "config", profile="fast", env={}, addresses={
+    token_file = tmp_path / "relay_webhook_token"
+    token_file.write_text("smoke-failures-webhook-token\n")
+    env = {"RELAY_WEBHOOK_TOKEN_FILE": str(token_file)}
+    rendered = render(tmp_path / "config", profile="fast", env=env, addresses={
         "alertmanager": f"127.0.0.1:{am_port}", "mailpit": f"127.0.0.1:{smtp_port}",
         "dingtalk-relay": f"127.0.0.1:{relay_port}",
     })

@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 
 from . import __version__
+from .auth import WebhookAuth, WebhookAuthError, load_webhook_auth
 from .client import DingTalkClient
 from .delivery import DeliveryPolicy, TargetDispatcher
 from .heartbeat import HeartbeatMonitor
@@ -40,10 +41,12 @@ class RelayRuntime:
     renderer: MessageRenderer | None = None
     dispatchers: dict[str, TargetDispatcher] = field(default_factory=dict)
     heartbeat: HeartbeatMonitor | None = None
+    auth: WebhookAuth | None = None  # None until loaded: the webhooks refuse everyone
 
     def load(self) -> None:
         s = self.settings
         try:
+            self.auth = load_webhook_auth(s)
             self.renderer = MessageRenderer(
                 timezone=s.timezone, max_body_bytes=s.max_body_bytes, templates_dir=s.templates_dir
             )
@@ -52,11 +55,17 @@ class RelayRuntime:
             if s.heartbeat_target not in self.targets:
                 raise TargetConfigError(f"RELAY_HEARTBEAT_TARGET {s.heartbeat_target!r} is not a configured target")
         except Exception as exc:  # any config problem: stay up, not ready, say why (messages hold no secrets)
-            self.config_error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, TargetConfigError) else str(exc)
+            known = isinstance(exc, TargetConfigError | WebhookAuthError)
+            self.config_error = str(exc) if known else f"{type(exc).__name__}: {exc}"
             self.targets = {}
             log.error("configuration invalid: %s", self.config_error)
             return
         install_redaction(secret for t in self.targets.values() for secret in t.secret_values())
+        if self.auth.token is not None:
+            install_redaction([self.auth.token.decode("ascii")])
+            log.info("webhooks require the bearer token (%s)", "file" if s.webhook_token_file else "env")
+        else:
+            log.warning("RELAY_ALLOW_UNAUTHENTICATED_WEBHOOKS=true: anyone who can reach the relay can page on-call")
         self.metrics.init_targets(self.targets)
         for t in self.targets.values():
             log.info(
@@ -106,8 +115,26 @@ class RelayRuntime:
         return result.ok
 
 
-def _error(status: int, error: str, message: str, **extra: object) -> JSONResponse:
-    return JSONResponse({"error": error, "message": message, **extra}, status_code=status)
+def _error(
+    status: int, error: str, message: str, headers: dict[str, str] | None = None, **extra: object
+) -> JSONResponse:
+    return JSONResponse({"error": error, "message": message, **extra}, status_code=status, headers=headers)
+
+
+def _unauthorized(runtime: RelayRuntime, endpoint: str, request: Request) -> JSONResponse | None:
+    """None when the caller may use a webhook endpoint; else the 401/403/503 answer (counted)."""
+    if runtime.auth is None:  # configuration invalid: nothing is accepted, from anyone
+        return _error(503, "not_configured", runtime.config_error or "starting")
+    failure = runtime.auth.check(request.headers.get("authorization"))
+    if failure is None:
+        return None
+    runtime.metrics.webhook_auth_failures.labels(endpoint, failure).inc()
+    if failure == "missing":
+        return _error(
+            401, "unauthorized", "bearer token required (Authorization: Bearer ...)",
+            headers={"WWW-Authenticate": 'Bearer realm="dingtalk-relay"'}, field="authorization",
+        )
+    return _error(403, "forbidden", "wrong bearer token", field="authorization")
 
 
 async def _parse_payload(request: Request) -> WebhookPayload | JSONResponse:
@@ -175,6 +202,8 @@ def create_app(settings: RelaySettings | None = None, *, transport: httpx.AsyncB
     @app.post("/alertmanager/{target}")
     async def alertmanager(target: str, request: Request) -> JSONResponse:
         try:
+            if (refused := _unauthorized(runtime, "alertmanager", request)) is not None:
+                return refused
             if runtime.config_error:
                 return _error(503, "not_configured", runtime.config_error)
             dispatcher = runtime.dispatchers.get(target)
@@ -203,6 +232,8 @@ def create_app(settings: RelaySettings | None = None, *, transport: httpx.AsyncB
     @app.post("/heartbeat")
     async def heartbeat(request: Request) -> JSONResponse:
         try:
+            if (refused := _unauthorized(runtime, "heartbeat", request)) is not None:
+                return refused
             parsed = await _parse_payload(request)
             if isinstance(parsed, JSONResponse):
                 return parsed

@@ -15,6 +15,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from .auth import AUTH_FAILURES, WEBHOOK_ENDPOINTS
 from .client import ERRCODE_LABELS
 
 OUTCOMES = ("sent", "retried", "failed")
@@ -73,6 +74,16 @@ class RelayMetrics:
             "1 while the Watchdog heartbeat is overdue (monitoring pipeline broken), else 0.",
             registry=r,
         )
+
+        self.webhook_auth_failures = Counter(
+            "dingtalk_relay_webhook_auth_failures_total",
+            "Webhook calls refused for a missing (401) or wrong (403) bearer token, by endpoint.",
+            ["endpoint", "reason"],
+            registry=r,
+        )
+        for endpoint in WEBHOOK_ENDPOINTS:
+            for reason in AUTH_FAILURES:
+                self.webhook_auth_failures.labels(endpoint, reason)
 
     def init_targets(self, targets: Iterable[str]) -> None:
         """Create every label set at 0 so rate() and absent() behave from the first scrape."""

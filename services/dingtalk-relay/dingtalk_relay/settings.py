@@ -53,6 +53,12 @@ class RelaySettings(BaseSettings):
     dingtalk_api_base: str = "https://oapi.dingtalk.com"
     targets_file: Path | None = None
 
+    # Bearer token Alertmanager must send on the webhooks (auth.py). No token = refuse to start, unless the
+    # explicit opt-out below is set (local tinkering only: then anyone who can reach the relay can page on-call).
+    webhook_token: SecretStr | None = None
+    webhook_token_file: Path | None = None
+    allow_unauthenticated_webhooks: bool = False
+
     # Rendering
     timezone: str = "Asia/Shanghai"
     templates_dir: Path | None = None
