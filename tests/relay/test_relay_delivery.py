@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -89,20 +91,48 @@ def test_relay_hanging_dingtalk_gives_503_at_the_deadline_not_after_the_http_tim
     assert metric_value(metrics(relay), "dingtalk_relay_notifications_total", {"outcome": "failed"}) == 1
 
 
-def test_relay_retries_through_130101_then_succeeds(
-    standin: DingTalkStandin, relay_settings: Callable[..., RelaySettings], run_relay: RunRelay
+@pytest.mark.parametrize(
+    ("fault", "answered", "errcode_label"),
+    [
+        ({"errcode": 130101, "count": 3}, {"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"},
+         "130101"),
+        ({"errcode": -1, "count": 3}, {"errcode": -1, "errmsg": "injected fault"}, "-1"),  # "system busy"
+        ({"http_status": 429, "count": 3}, {"http_status": 429}, None),  # HTTP-level throttling
+    ],
+)
+def test_relay_retries_what_dingtalk_asks_to_retry_then_succeeds(
+    standin: DingTalkStandin,
+    relay_settings: Callable[..., RelaySettings],
+    run_relay: RunRelay,
+    fault: dict[str, int],
+    answered: dict[str, Any],
+    errcode_label: str | None,
 ):
     # Retries take rate-limit tokens too; a fast bucket lets four attempts fit in the 3 s test deadline.
     relay = run_relay(relay_settings(rate_limit_per_minute=600))
-    standin.set_fault({"errcode": 130101, "count": 3})
+    standin.set_fault(fault)
     answer = post(relay, real_payload())
     assert answer.status_code == 200, answer.text
     assert len(standin.messages) == 1
-    assert [a["errcode"] for a in standin.answers] == [130101, 130101, 130101, 0]
+    assert standin.answers[:3] == [answered] * 3 and standin.answers[3]["errcode"] == 0
+    assert len(standin.answers) == 4
     exposition = metrics(relay)
-    assert metric_value(exposition, "dingtalk_relay_api_errors_total", {"errcode": "130101"}) == 3
+    if errcode_label is not None:
+        assert metric_value(exposition, "dingtalk_relay_api_errors_total", {"errcode": errcode_label}) == 3
     assert metric_value(exposition, "dingtalk_relay_notifications_total", {"outcome": "retried"}) == 3
     assert metric_value(exposition, "dingtalk_relay_notifications_total", {"outcome": "sent"}) == 1
+    assert metric_value(exposition, "dingtalk_relay_notifications_total", {"outcome": "failed"}) == 0
+
+
+@pytest.mark.parametrize("fault", [{"errcode": 40035, "count": 3}, {"http_status": 404, "count": 3}])
+def test_relay_does_not_retry_what_a_retry_cannot_fix(
+    standin: DingTalkStandin, relay_settings: Callable[..., RelaySettings], run_relay: RunRelay, fault: dict[str, int]
+):
+    relay = run_relay(relay_settings(rate_limit_per_minute=600))
+    standin.set_fault(fault)
+    answer = post(relay, real_payload())
+    assert answer.status_code == 502 and answer.json()["error"] == "dingtalk_rejected"
+    assert len(standin.answers) == 1 and standin.messages == []
 
 
 @pytest.mark.parametrize(
@@ -181,3 +211,22 @@ def test_relay_never_leaks_secrets_in_logs_or_responses(
     assert "DingTalk errcode 310000" in seen and "network error" in seen  # the logs did say something
     for secret in (SIGNED_TOKEN, SIGNED_SECRET, "SECwrong-secret-value", "access_token="):
         assert secret not in seen, secret
+
+
+def test_relay_hard_byte_cap_keeps_a_message_dingtalk_would_refuse_deliverable(
+    standin: DingTalkStandin, relay_settings: Callable[..., RelaySettings], run_relay: RunRelay, tmp_path: Path
+):
+    # A site template with a big fixed part: no shortening of alerts can make it fit, only the final cut by
+    # bytes. Without that cut DingTalk answers 460101 (over 20000 bytes) and the group is lost for good.
+    footer = "值班须知：" + "请先查看 Grafana 仪表盘，再联系负责人。" * 800  # ~50 KB
+    alerts = "{% for a in alerts %}- {{ a.name }} {{ a.instance }}\n{% endfor %}"
+    (tmp_path / "alerts.md.j2").write_text("#### {{ title }}\n" + alerts + footer + "\n{{ keyword }}")
+    relay = run_relay(relay_settings(templates_dir=tmp_path))
+    answer = post(relay, payload_with(3))
+    assert answer.status_code == 200, answer.text
+    [message] = standin.messages
+    body = json.dumps({"msgtype": "markdown", "markdown": {"title": message["title"], "text": message["text"]},
+                       "at": message["at"]}, ensure_ascii=False, separators=(",", ":")).encode()
+    assert 18000 < len(body) <= 19000  # RELAY_MAX_BODY_BYTES (default 19000), and not cut far below it
+    assert message["text"].endswith("…(消息过长，已截断)") and "talker-2:8001" in message["text"]
+    assert metric_value(metrics(relay), "dingtalk_relay_messages_truncated_total") == 1

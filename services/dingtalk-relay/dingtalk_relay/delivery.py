@@ -171,7 +171,7 @@ class TargetDispatcher:
             for n in self._pending[1:]:
                 if n.system_message is not None:
                     break
-                if not self.renderer.fits_untruncated(self.target, alerts + n.alerts, truncated + n.upstream_truncated):
+                if not self._fits(alerts + n.alerts, truncated + n.upstream_truncated):
                     break
                 batch.append(n)
                 alerts += n.alerts
@@ -179,11 +179,22 @@ class TargetDispatcher:
         self._pending = self._pending[len(batch) :]
         return batch
 
+    def _fits(self, alerts: list[AlertView], upstream_truncated: int) -> bool:
+        try:
+            return self.renderer.fits_untruncated(self.target, alerts, upstream_truncated)
+        except Exception:  # rendering failed: do not merge; _render sends what it can for this batch
+            return False
+
     def _render(self, batch: list[Notification]) -> DingTalkMessage:
         if batch[0].system_message is not None:
             return batch[0].system_message
         alerts = [a for n in batch for a in n.alerts]
-        message = self.renderer.render_alerts(self.target, alerts, sum(n.upstream_truncated for n in batch))
+        try:
+            message = self.renderer.render_alerts(self.target, alerts, sum(n.upstream_truncated for n in batch))
+        except Exception:  # a retry renders the same alerts the same way: send a plain message instead of 5xx
+            log.exception("target %s: rendering %d alert(s) failed; sending the plain fallback", self.target.name,
+                          len(alerts))
+            message = self.renderer.render_fallback(self.target, alerts)
         if message.truncated:
             self.metrics.truncated.labels(self.target.name).inc()
         return message

@@ -6,7 +6,7 @@ Templates are Jinja2 files (templates/*.md.j2); a file of the same name in RELAY
 from __future__ import annotations
 
 import json
-import re
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -17,8 +17,11 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from .models import WebhookPayload
+from .markdown import md_text, md_url
+from .models import WebhookAlert, WebhookPayload
 from .targets import Target
+
+log = logging.getLogger(__name__)
 
 MAX_TITLE_CHARS = 100
 MAX_FIELD_CHARS = 300  # one-line fields (instance, summary, label values): longer ones are noise on a phone
@@ -28,7 +31,7 @@ MAX_COMPACT_LINK_CHARS = 500
 # Descriptions are shortened step by step before whole alerts are left out.
 DESCRIPTION_CAPS: tuple[int | None, ...] = (None, 500, 200, 80, 0)
 _SEVERITY_ORDER = {"critical": 0, "error": 1, "warning": 2, "info": 3}
-_WHITESPACE = re.compile(r"\s+")
+UNRENDERABLE = "-"  # what a field that cannot be shown (an out-of-range time, ...) reads as
 
 
 @dataclass(frozen=True)
@@ -77,10 +80,6 @@ class DingTalkMessage:
         return json.dumps(self.body(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _one_line(text: str, limit: int = MAX_FIELD_CHARS) -> str:
-    return _cap(_WHITESPACE.sub(" ", text).strip(), limit)
-
-
 def _with_keyword(title: str, target: Target) -> str:
     # DingTalk's keyword check: keep the keyword in the title as well as the text.
     if target.keyword and target.keyword not in title:
@@ -110,42 +109,56 @@ def _compact(alert: AlertView) -> AlertView:
 
 def silence_url(external_url: str, labels: dict[str, str]) -> str:
     """Alertmanager UI link that opens "new silence" pre-filled with this alert's label matchers."""
-    if not external_url:
+    base = md_url(external_url)
+    if not base:
         return ""
     matchers = ", ".join(
         f'{key}="{value.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
         for key, value in sorted(labels.items())
     )
-    return f"{external_url.rstrip('/')}/#/silences/new?filter={quote('{' + matchers + '}', safe='')}"
+    encoded = quote("{" + matchers + "}", safe="", errors="replace")
+    return md_url(f"{base.rstrip('/')}/#/silences/new?filter={encoded}")
 
 
-def alert_views(payload: WebhookPayload, tz: ZoneInfo) -> list[AlertView]:
-    def when(moment: datetime | None) -> str | None:
-        if moment is None or moment.year < 2000:  # Alertmanager sends 0001-01-01 for "no end yet"
-            return None
+def format_time(moment: datetime | None, tz: ZoneInfo) -> str | None:
+    """The moment in `tz`; None for "no time" (Alertmanager's 0001-01-01); "-" when it cannot be shown."""
+    if moment is None or moment.year < 2000:  # Alertmanager sends 0001-01-01 for "no end yet"
+        return None
+    try:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+    except (OverflowError, ValueError, OSError):  # e.g. 9999-12-31T23:59:59-14:00 is past datetime.max in UTC
+        return UNRENDERABLE
 
-    views = []
-    for alert in payload.alerts:
+
+def alert_view(alert: WebhookAlert, external_url: str, tz: ZoneInfo) -> AlertView:
+    """One alert, every field made safe for markdown (markdown.py); nothing in it can make this raise."""
+    try:
         labels, annotations = alert.labels, alert.annotations
-        views.append(
-            AlertView(
-                name=_one_line(labels.get("alertname", "(无名告警)"), 120),
-                status=alert.status,
-                severity=_one_line(labels.get("severity", "none"), 40),
-                instance=_one_line(labels.get("instance") or labels.get("job") or "-"),
-                summary=_one_line(annotations.get("summary", "")),
-                description=_WHITESPACE.sub(" ", annotations.get("description", "")).strip(),
-                starts_at=when(alert.startsAt) or "-",
-                ends_at=when(alert.endsAt) if alert.status == "resolved" else None,
-                generator_url=alert.generatorURL,
-                silence_url=silence_url(payload.externalURL, labels),
-                runbook_url=annotations.get("runbook_url", ""),
-            )
+        return AlertView(
+            name=md_text(labels.get("alertname") or "(无名告警)", 120),
+            status=alert.status,
+            severity=md_text(labels.get("severity") or "none", 40),
+            instance=md_text(labels.get("instance") or labels.get("job") or UNRENDERABLE, MAX_FIELD_CHARS),
+            summary=md_text(annotations.get("summary", ""), MAX_FIELD_CHARS),
+            description=md_text(annotations.get("description", "")),
+            starts_at=format_time(alert.startsAt, tz) or UNRENDERABLE,
+            ends_at=format_time(alert.endsAt, tz) if alert.status == "resolved" else None,
+            generator_url=md_url(alert.generatorURL),
+            silence_url=silence_url(external_url, labels),
+            runbook_url=md_url(annotations.get("runbook_url", "")),
         )
-    return views
+    except Exception:  # a bug here must not block the group: show the alert with what is certain
+        log.exception("alert %s could not be rendered; sent with placeholder fields", alert.fingerprint[:32])
+        return AlertView(
+            name="(无法显示的告警)", status=alert.status, severity=UNRENDERABLE, instance=UNRENDERABLE, summary="",
+            description="", starts_at=UNRENDERABLE, ends_at=None, generator_url="", silence_url="", runbook_url="",
+        )
+
+
+def alert_views(payload: WebhookPayload, tz: ZoneInfo) -> list[AlertView]:
+    return [alert_view(alert, payload.externalURL, tz) for alert in payload.alerts]
 
 
 class MessageRenderer:
@@ -196,6 +209,10 @@ class MessageRenderer:
             else:
                 hi = mid - 1
         message = self._alerts_message(target, ordered, shown[:lo], upstream_truncated, True)
+        if lo == 0 and len(message.encode()) > self.max_body_bytes:
+            # Not even the frame fits (a site template's fixed text, absurd mentions): keep every compacted
+            # alert and cut the whole by bytes, so what is cut is the frame's tail, not the alerts.
+            message = self._alerts_message(target, ordered, shown, upstream_truncated, True)
         return self._hard_cap(message)
 
     def fits_untruncated(self, target: Target, alerts: Sequence[AlertView], upstream_truncated: int = 0) -> bool:
@@ -244,15 +261,42 @@ class MessageRenderer:
         what = distinct[0] if len(distinct) == 1 else f"{distinct[0]} 等 {len(distinct)} 种"
         return _with_keyword(_cap(f"[{' / '.join(counts)}] {what}", MAX_TITLE_CHARS), target)
 
+    def render_fallback(self, target: Target, alerts: Sequence[AlertView]) -> DingTalkMessage:
+        """No template, no alert text: what is sent when rendering failed, so that a bug (or a broken custom
+        template) costs the details of one message, not the delivery of the whole group."""
+        firing = sum(1 for a in alerts if a.status == "firing")
+        title = self._title(target, firing, len(alerts) - firing, [a.name for a in alerts] or ["-"])
+        severities = {a.severity for a in alerts if a.status == "firing"}
+        mention = target.mentions_for(severities)
+        lines = [f"#### {title}", "", f"共 {len(alerts)} 条告警，消息内容无法生成，请在 Alertmanager 查看详情。", ""]
+        if target.keyword:
+            lines += [f"> {target.keyword}", ""]
+        if mention:
+            lines.append(" ".join([*(f"@{m}" for m in target.at_mobiles), *(["@所有人"] if target.at_all else [])]))
+        message = DingTalkMessage(
+            title=title, text="\n".join(lines), at_mobiles=target.at_mobiles if mention else (),
+            at_all=mention and target.at_all, shortened=True,
+        )
+        return self._hard_cap(message)
+
     def _hard_cap(self, message: DingTalkMessage) -> DingTalkMessage:
-        """Last resort for absurd inputs (one huge alert name): cut the text by bytes."""
-        while len(message.encode()) > self.max_body_bytes:
-            overflow = len(message.encode()) - self.max_body_bytes
-            keep = max(len(message.text) - overflow - 64, 0)
-            message = replace(message, text=message.text[:keep] + "\n\n…(消息过长，已截断)", shortened=True)
-            if keep == 0:  # title/keyword/mentions alone are too big: DingTalk will say 460101, do not spin
-                break
-        return message
+        """Last resort (a site template with a huge fixed part, absurd mentions): the longest prefix of the
+        text that fits, by bytes as sent. If title, keyword and mentions alone are too big it cannot fit:
+        DingTalk will say 460101 (permanent, 502) rather than the relay retrying forever."""
+        if len(message.encode()) <= self.max_body_bytes:
+            return message
+
+        def cut(chars: int) -> DingTalkMessage:
+            return replace(message, text=message.text[:chars] + "\n\n…(消息过长，已截断)", shortened=True)
+
+        lo, hi = 0, len(message.text)
+        while lo < hi:  # largest prefix that fits (bytes per character vary: measure, do not estimate)
+            mid = (lo + hi + 1) // 2
+            if len(cut(mid).encode()) <= self.max_body_bytes:
+                lo = mid
+            else:
+                hi = mid - 1
+        return cut(lo)
 
     # -- dead man's switch --------------------------------------------------------------------------------
     def render_heartbeat(
