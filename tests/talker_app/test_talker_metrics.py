@@ -33,6 +33,11 @@ EXPECTED = {  # family -> (type, label names)
     "talker_model_load_seconds": ("gauge", {"engine"}),
     "talker_fault_injection_active": ("gauge", {"kind"}),
     "talker_gpu_available": ("gauge", set()),
+    "talker_time_to_first_audio_seconds": ("histogram", {"route", "engine"}),
+    "talker_time_to_first_frame_seconds": ("histogram", {"route"}),
+    "talker_streams_active": ("gauge", {"kind"}),
+    "talker_streams_ended": ("counter", {"kind", "outcome"}),
+    "talker_audio_truncated": ("counter", {"route"}),
 }
 ROUTES = {"/", "/healthz", "/readyz", "/metrics", "/v1/tts", "/v1/talk", "/v1/voices", "/v1/avatars",
           "/admin/faults", "/static", "unmatched"}
@@ -88,6 +93,12 @@ def test_talker_metrics_contract_after_traffic(talker: TalkerServer) -> None:
     assert all(count > 0 for count in stage_counts.values())
     kinds = {s.labels["kind"] for s in families["talker_fault_injection_active"].samples}
     assert kinds == {"error_rate", "extra_latency", "not_ready"}
+    active = {s.labels["kind"]: s.value for s in families["talker_streams_active"].samples}
+    assert active == {"audio": 0, "video": 0}  # both kinds exist from the start (no stream runs now)
+    ended = {(s.labels["kind"], s.labels["outcome"]) for s in families["talker_streams_ended"].samples
+             if s.name.endswith("_total")}
+    assert ended == {(kind, outcome) for kind in ("audio", "video")
+                     for outcome in ("completed", "client_closed", "slow_reader", "timeout", "error")}
     reasons = {s.labels["reason"] for s in families["talker_requests_rejected"].samples}
     assert reasons == {"overloaded", "timeout", "invalid", "unauthorized"}
     assert talker.value("talker_audio_seconds_total", engine="espeak") > 0

@@ -30,7 +30,17 @@ DURATION_BUCKETS: tuple[float, ...] = (
 # Compute seconds per audio second: espeak is ~0.002, Piper ~0.06, the animator+encoder ~0.1; 1 = real time.
 REALTIME_FACTOR_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 
+# Time to the first audio byte / video frame of a stream: 5 ms .. 10 s, fine where the goals are (30 ms
+# espeak, 150 ms Piper, 400-500 ms first frame and the TTFA SLO threshold, prometheus/rules).
+FIRST_OUTPUT_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
+)
+
 REJECT_REASONS: tuple[str, ...] = ("overloaded", "timeout", "invalid", "unauthorized")
+STREAM_KINDS: tuple[str, ...] = ("audio", "video")
+# completed: all produced and sent; client_closed: the client went away; slow_reader: the client stopped
+# reading for TALKER_STREAM_WRITE_TIMEOUT_S; timeout: TALKER_REQUEST_TIMEOUT_S passed; error: we failed.
+STREAM_OUTCOMES: tuple[str, ...] = ("completed", "client_closed", "slow_reader", "timeout", "error")
 FAULT_KINDS: tuple[str, ...] = ("error_rate", "extra_latency", "not_ready")
 ENGINES: tuple[str, ...] = ("espeak", "piper")
 # Requests that matched no route share one label value, so scanners cannot blow up cardinality.
@@ -75,7 +85,8 @@ class TalkerMetrics:
         self.http_in_flight = Gauge("talker_http_requests_in_flight", "HTTP requests being handled now.", registry=r)
         self.rejected = Counter(
             "talker_requests_rejected",
-            "Requests refused: overloaded (429), timeout (503/504), invalid (4xx input), unauthorized (admin).",
+            "Requests refused: overloaded (429), timeout (503/504), invalid (4xx input), "
+            "unauthorized (API key or admin token).",
             ["reason"],
             registry=r,
         )
@@ -107,6 +118,40 @@ class TalkerMetrics:
         for stage in STAGES:
             self.stage_duration.labels(stage)
             self.realtime_factor.labels(stage)
+
+        self.time_to_first_audio = Histogram(
+            "talker_time_to_first_audio_seconds",
+            "Time from a streamed speech request to its first audio bytes handed to the client (queue included).",
+            ["route", "engine"],
+            buckets=FIRST_OUTPUT_BUCKETS,
+            registry=r,
+        )
+        self.time_to_first_frame = Histogram(
+            "talker_time_to_first_frame_seconds",
+            "Time from a streamed video request to its first video fragment handed to the client.",
+            ["route"],
+            buckets=FIRST_OUTPUT_BUCKETS,
+            registry=r,
+        )
+        self.streams_active = Gauge(
+            "talker_streams_active", "Streamed responses being produced or sent now.", ["kind"], registry=r
+        )
+        self.streams_ended = Counter(
+            "talker_streams_ended",
+            "Streamed responses that ended, by kind and outcome.",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        for kind in STREAM_KINDS:
+            self.streams_active.labels(kind).set(0)
+            for outcome in STREAM_OUTCOMES:
+                self.streams_ended.labels(kind, outcome)
+        self.audio_truncated = Counter(
+            "talker_audio_truncated",
+            "Requests whose audio was cut at TALKER_MAX_AUDIO_SECONDS (the text said more than that).",
+            ["route"],
+            registry=r,
+        )
 
         self.audio_seconds = Counter(
             "talker_audio_seconds", "Seconds of speech synthesized.", ["engine"], registry=r
