@@ -18,7 +18,7 @@ from talker.limiter import Overloaded, QueueTimeout, RunTimeout
 from talker.metrics import CONTENT_TYPE_LATEST
 from talker.observe import request_context
 from talker.schemas import FaultBody, SpeechBody, TalkBody
-from talker.service import SpeechRequest, TalkerService
+from talker.service import AudioTooLong, SpeechRequest, TalkerService
 from talker.types import EMOTIONS, Cancelled, SpeechOutput, TalkOutput, UnknownAvatar, UnknownVoice
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -36,6 +36,25 @@ ServiceDep = Annotated[TalkerService, Depends(get_service)]
 
 
 # --- /v1: the product ------------------------------------------------------------------------------
+async def require_api_key(request: Request, service: ServiceDep) -> None:
+    """With TALKER_API_KEYS set, every /v1 call needs `Authorization: Bearer <one of them>` (as OpenAI's)."""
+    keys = service.api_keys
+    if not keys:
+        return  # the open demo
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise ApiError(
+            401, "unauthorized", detail="send Authorization: Bearer <API key> (TALKER_API_KEYS)",
+            reason="unauthorized", headers={"WWW-Authenticate": "Bearer"},
+        )
+    candidate = given.strip().encode()
+    matched = False
+    for key in keys:  # every key compared, each in constant time: timing tells nothing about which is close
+        matched |= hmac.compare_digest(candidate, key)
+    if not matched:
+        raise ApiError(403, "forbidden", detail="unknown API key", reason="unauthorized")
+
+
 async def require_loaded(service: ServiceDep) -> None:
     if not service.loaded:
         raise ApiError(503, "not ready", detail=f"engines are {service.state}", headers={"Retry-After": "5"})
@@ -46,16 +65,17 @@ async def maybe_inject_error(service: ServiceDep) -> None:
         raise ApiError(500, "injected fault", detail="error_rate fault injection is active (POST /admin/faults)")
 
 
-v1 = APIRouter(prefix="/v1", tags=["talker"], dependencies=[Depends(maybe_inject_error), Depends(require_loaded)])
+V1_GUARDS = [Depends(require_api_key), Depends(maybe_inject_error), Depends(require_loaded)]
+v1 = APIRouter(prefix="/v1", tags=["talker"], dependencies=V1_GUARDS)
 
 
 @v1.post("/tts", response_class=Response, responses={200: {"content": {"audio/wav": {}}}})
 async def tts(body: SpeechBody, request: Request, service: ServiceDep) -> Response:
     """Text -> WAV (16-bit PCM mono), produced in memory."""
     req = _speech_request(body, service)
-    out: SpeechOutput = await _bounded(service.synthesize(req))
-    _describe_result(request, service, req, out.engine, out.audio_seconds, out.timings)
-    headers = _result_headers(out.engine, out.audio_seconds, out.timings)
+    out: SpeechOutput = await bounded(service.synthesize(req))
+    _describe_result(request, service, req, out.engine, out.audio_seconds, out.timings, out.truncated)
+    headers = _result_headers(out.engine, out.audio_seconds, out.timings, out.truncated)
     return Response(out.wav, media_type="audio/wav", headers=headers)
 
 
@@ -63,9 +83,9 @@ async def tts(body: SpeechBody, request: Request, service: ServiceDep) -> Respon
 async def talk(body: TalkBody, request: Request, service: ServiceDep) -> Response:
     """Text -> talking-head MP4 (H.264 + AAC)."""
     req = _speech_request(body, service, avatar=body.avatar)
-    out: TalkOutput = await _bounded(service.talk(req))
-    _describe_result(request, service, req, out.engine, out.audio_seconds, out.timings)
-    headers = _result_headers(out.engine, out.audio_seconds, out.timings)
+    out: TalkOutput = await bounded(service.talk(req))
+    _describe_result(request, service, req, out.engine, out.audio_seconds, out.timings, out.truncated)
+    headers = _result_headers(out.engine, out.audio_seconds, out.timings, out.truncated)
     headers["X-Video-Frames"] = str(out.frames)
     return Response(out.mp4, media_type="video/mp4", headers=headers)
 
@@ -85,32 +105,46 @@ async def avatars(service: ServiceDep) -> dict[str, Any]:
 
 
 def _speech_request(body: SpeechBody, service: TalkerService, avatar: str | None = None) -> SpeechRequest:
-    limit = service.settings.max_text_chars
-    if len(body.text) > limit:
-        raise ApiError(
-            422,
-            "text too long",
-            field="text",
-            detail=f"at most {limit} characters, got {len(body.text)}",
-            reason="invalid",
-            max_chars=limit,
-        )
+    check_text_length(body.text, service, field="text")
     pipeline = service.pipeline
     if body.voice is not None and not pipeline.has_voice(body.voice):
-        raise _unknown("voice", [v.id for v in pipeline.voices()])
+        raise unknown_value("voice", [v.id for v in pipeline.voices()])
     if avatar is not None and not pipeline.has_avatar(avatar):
-        raise _unknown("avatar", [a.id for a in pipeline.avatars()])
-    return SpeechRequest(text=body.text, voice=body.voice, emotion=body.emotion, speed=body.speed, avatar=avatar)
+        raise unknown_value("avatar", [a.id for a in pipeline.avatars()])
+    req = SpeechRequest(text=body.text, voice=body.voice, emotion=body.emotion, speed=body.speed, avatar=avatar)
+    check_audio_budget(req, service, field="text")
+    return req
 
 
-def _unknown(field: str, allowed: list[str]) -> ApiError:
+def check_text_length(text: str, service: TalkerService, *, field: str) -> None:
+    limit = service.settings.max_text_chars
+    if len(text) > limit:
+        raise ApiError(
+            422, "text too long", field=field, detail=f"at most {limit} characters, got {len(text)}",
+            reason="invalid", max_chars=limit,
+        )
+
+
+def check_audio_budget(req: SpeechRequest, service: TalkerService, *, field: str) -> None:
+    try:
+        service.check_audio_budget(req)
+    except AudioTooLong as exc:
+        raise ApiError(
+            422, "audio too long", field=field,
+            detail=f"this text at this speed makes about {exc.expected_s:.0f} s of audio or more; "
+                   f"at most {exc.limit_s:g} s (TALKER_MAX_AUDIO_SECONDS)",
+            reason="invalid", max_audio_seconds=exc.limit_s,
+        ) from None
+
+
+def unknown_value(field: str, allowed: list[str]) -> ApiError:
     return ApiError(
-        422, f"unknown {field}", field=field, detail=f"use one of the listed {field} ids", reason="invalid",
+        422, f"unknown {field}", field=field, detail=f"use one of the allowed {field} values", reason="invalid",
         allowed=allowed,
     )
 
 
-async def _bounded(work: Awaitable[T]) -> T:
+async def bounded(work: Awaitable[T]) -> T:
     """Await a slot-limited job, translating its refusals into HTTP answers."""
     try:
         return await work
@@ -136,18 +170,23 @@ async def _bounded(work: Awaitable[T]) -> T:
 
 def _describe_result(
     request: Request, service: TalkerService, req: SpeechRequest, engine: str, audio_s: float,
-    timings: dict[str, float],
+    timings: dict[str, float], truncated: bool,
 ) -> None:
     ctx = request_context(request)
     ctx.timings = dict(timings)
     ctx.details.update(engine=engine, audio_seconds=round(audio_s, 3), chars=len(req.text), emotion=req.emotion)
+    if truncated:
+        ctx.details.update(truncated=True, end_reason="TALKER_MAX_AUDIO_SECONDS reached")
+        service.count_truncated(request.scope["route"].path)  # the route template: a bounded label
     if service.settings.log_text:
         ctx.details["text"] = req.text
 
 
-def _result_headers(engine: str, audio_s: float, timings: dict[str, float]) -> dict[str, str]:
+def _result_headers(engine: str, audio_s: float, timings: dict[str, float], truncated: bool) -> dict[str, str]:
     server_timing = ", ".join(f"{stage};dur={seconds * 1000:.1f}" for stage, seconds in timings.items())
     headers = {"X-Audio-Seconds": f"{audio_s:.3f}", "X-TTS-Engine": engine, "Cache-Control": "no-store"}
+    if truncated:
+        headers["X-Audio-Truncated"] = "true"
     if server_timing:
         headers["Server-Timing"] = server_timing
     return headers

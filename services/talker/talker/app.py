@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from talker import __version__, api
+from talker import __version__, api, openai_api
 from talker.errors import install_error_handlers
 from talker.gpu import GpuCollector, TorchCudaMemory
 from talker.metrics import TalkerMetrics
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, pipeline: PipelineLike | None =
     install_error_handlers(app, count_rejection=_rejection_counter(service))
     app.include_router(api.probes)
     app.include_router(api.v1)
+    app.include_router(openai_api.router)
     app.include_router(api.admin)
     if settings.serve_metrics_on_api_port:
         app.include_router(api.metrics_router)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -20,7 +19,7 @@ from talker.animator.mouth import frame_count, openness_track
 from talker.animator.renderer import MouthRenderer, resolve_device
 from talker.settings import Settings
 from talker.talk_stream import TalkStream
-from talker.tts import SynthesizedSpeech
+from talker.tts import SpeechStream, SynthesizedSpeech
 from talker.tts.espeak import EspeakEngine
 from talker.tts.piper import ID_PREFIX as PIPER_PREFIX
 from talker.tts.piper import PiperEngine
@@ -125,6 +124,19 @@ class Pipeline:
     def has_avatar(self, avatar_id: str) -> bool:
         return avatar_id in self._avatars
 
+    def engine_of(self, voice_id: str | None) -> str:
+        """The engine that speaks this voice (None: the default voice)."""
+        return self._engine_for(voice_id or self._default_voice_id())
+
+    def default_voice_of(self, engine: str) -> str | None:
+        """The voice an engine uses when a request names only the engine (None: engine not loaded)."""
+        default = self._default_voice_id()
+        if self._engine_for(default) == engine:
+            return default
+        if engine == "piper":
+            return self._piper.voices()[0].id if self._piper is not None else None
+        return "en-us" if engine == "espeak" else None
+
     def _default_voice_id(self) -> str:
         configured = self._settings.default_voice
         if self._settings.tts_engine == "piper" and self._piper is not None:
@@ -141,41 +153,55 @@ class Pipeline:
         return "piper" if voice_id.startswith(PIPER_PREFIX) else "espeak"
 
     # --- work ----------------------------------------------------------------------------------------
-    def _speak(self, text: str, voice: str | None, emotion: str, speed: float,
-               should_stop: ShouldStop) -> tuple[SynthesizedSpeech, float]:
+    def _voice_engine(self, voice: str | None) -> tuple[str, EspeakEngine | PiperEngine]:
         voice_id = voice or self._default_voice_id()
         if not self.has_voice(voice_id):
             raise UnknownVoice(voice_id)
-        prosody = prosody_for(emotion, speed)
-        t0 = time.perf_counter()
         if voice_id.startswith(PIPER_PREFIX):
             assert self._piper is not None
-            speech = self._piper.synthesize(text, voice_id, prosody, should_stop)
-        else:
-            speech = self._espeak.synthesize(text, voice_id, prosody, should_stop)
+            return voice_id, self._piper
+        return voice_id, self._espeak
+
+    def _speak(self, text: str, voice: str | None, emotion: str, speed: float, should_stop: ShouldStop,
+               max_seconds: float | None) -> tuple[SynthesizedSpeech, float]:
+        voice_id, engine = self._voice_engine(voice)
+        max_samples = None if max_seconds is None else int(max_seconds * engine.sample_rate_for(voice_id))
+        t0 = time.perf_counter()
+        speech = engine.synthesize(text, voice_id, prosody_for(emotion, speed), should_stop, max_samples=max_samples)
         return speech, time.perf_counter() - t0
 
     def synthesize(self, text: str, *, voice: str | None = None, emotion: str = "neutral", speed: float = 1.0,
-                   should_stop: ShouldStop = _never) -> SpeechOutput:
-        speech, tts_s = self._speak(text, voice, emotion, speed, should_stop)
+                   should_stop: ShouldStop = _never, max_seconds: float | None = None) -> SpeechOutput:
+        speech, tts_s = self._speak(text, voice, emotion, speed, should_stop, max_seconds)
         return SpeechOutput(wav=pcm16_to_wav(speech.samples, speech.sample_rate), sample_rate=speech.sample_rate,
                             audio_seconds=speech.seconds, engine=speech.engine, characters=len(text),
-                            timings={"tts": tts_s})
+                            timings={"tts": tts_s}, truncated=speech.truncated)
+
+    def stream_speech(self, text: str, *, voice: str | None = None, emotion: str = "neutral", speed: float = 1.0,
+                      should_stop: ShouldStop = _never, max_seconds: float | None = None) -> SpeechStream:
+        """The speech as it is synthesized, piece by piece (see tts/segment.py)."""
+        voice_id, engine = self._voice_engine(voice)
+        rate = engine.sample_rate_for(voice_id)
+        max_samples = None if max_seconds is None else int(max_seconds * rate)
+        pieces = engine.stream(text, voice_id, prosody_for(emotion, speed), should_stop, max_samples=max_samples)
+        return SpeechStream(engine=engine.name, sample_rate=rate, characters=len(text), pieces=pieces)
 
     def talk(self, text: str, *, avatar: str | None = None, voice: str | None = None, emotion: str = "neutral",
-             speed: float = 1.0, should_stop: ShouldStop = _never) -> TalkOutput:
+             speed: float = 1.0, should_stop: ShouldStop = _never, max_seconds: float | None = None) -> TalkOutput:
         if not self._renderers:
             raise RuntimeError("Pipeline.load() must run before talk()")
         avatar_id = avatar or self._default_avatar_id()
         if avatar_id not in self._renderers:
             raise UnknownAvatar(avatar_id)
-        speech, tts_s = self._speak(text, voice, emotion, speed, should_stop)
+        speech, tts_s = self._speak(text, voice, emotion, speed, should_stop, max_seconds)
         mp4, frames, animate_s, encode_s = self._animate(speech, avatar_id, should_stop)
         return TalkOutput(mp4=mp4, audio_seconds=speech.seconds, frames=frames, engine=speech.engine,
-                          characters=len(text), timings={"tts": tts_s, "animate": animate_s, "encode": encode_s})
+                          characters=len(text), timings={"tts": tts_s, "animate": animate_s, "encode": encode_s},
+                          truncated=speech.truncated)
 
     def talk_stream(self, text: str, *, avatar: str | None = None, voice: str | None = None,
-                    emotion: str = "neutral", speed: float = 1.0, should_stop: ShouldStop = _never) -> TalkStream:
+                    emotion: str = "neutral", speed: float = 1.0, should_stop: ShouldStop = _never,
+                    max_seconds: float | None = None) -> TalkStream:
         """Like talk(), as fragmented MP4 segments produced while speech is synthesized and rendered.
 
         Unknown voices/avatars raise here, before anything is produced; the work starts on iteration."""
@@ -184,27 +210,10 @@ class Pipeline:
         avatar_id = avatar or self._default_avatar_id()
         if avatar_id not in self._renderers:
             raise UnknownAvatar(avatar_id)
-        voice_id = voice or self._default_voice_id()
-        if not self.has_voice(voice_id):
-            raise UnknownVoice(voice_id)
-        if voice_id.startswith(PIPER_PREFIX):
-            assert self._piper is not None
-            sample_rate = self._piper.sample_rate(voice_id)
-        else:
-            sample_rate = self._espeak.sample_rate
-        chunks = self._speech_chunks(text, voice_id, emotion, speed, should_stop)
-        return TalkStream(chunks, self._renderers[avatar_id], sample_rate=sample_rate,
+        speech = self.stream_speech(text, voice=voice, emotion=emotion, speed=speed, should_stop=should_stop,
+                                    max_seconds=max_seconds)
+        return TalkStream(speech, self._renderers[avatar_id], sample_rate=speech.sample_rate,
                           fps=self._settings.video_fps, should_stop=should_stop)
-
-    def _speech_chunks(self, text: str, voice_id: str, emotion: str, speed: float,
-                       should_stop: ShouldStop) -> Iterator[SynthesizedSpeech]:
-        speech, _ = self._speak(text, voice_id, emotion, speed, should_stop)
-        step = speech.sample_rate // 4
-        for start in range(0, len(speech.samples), step):
-            t0, t1 = start / speech.sample_rate, (start + step) / speech.sample_rate
-            yield SynthesizedSpeech(samples=speech.samples[start:start + step], sample_rate=speech.sample_rate,
-                                    engine=speech.engine,
-                                    phonemes=[p for p in speech.phonemes if t0 <= p.start_s < t1])
 
     def _animate(self, speech: SynthesizedSpeech, avatar_id: str,
                  should_stop: ShouldStop) -> tuple[bytes, int, float, float]:

@@ -9,13 +9,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from talker.audio_formats import MEDIA_TYPES, open_encoder, sse_delta, sse_done
 from talker.faults import FaultConfig, FaultInjector
 from talker.limiter import Job, SynthesisLimiter
 from talker.metrics import FAULT_KINDS, TalkerMetrics
 from talker.settings import Settings
+from talker.streaming import OpenStream, Produce, StreamSink, StreamSpec, open_stream
+from talker.tts import SpeechStream
+from talker.tts.prosody import min_audio_seconds, prosody_for
 from talker.types import AvatarInfo, Cancelled, ShouldStop, SpeechOutput, TalkOutput, VoiceInfo
 
 log = logging.getLogger("talker.service")
@@ -31,9 +36,16 @@ class PipelineLike(Protocol):
     def avatars(self) -> list[AvatarInfo]: ...
     def has_voice(self, voice_id: str) -> bool: ...
     def has_avatar(self, avatar_id: str) -> bool: ...
+    def engine_of(self, voice_id: str | None) -> str: ...
+    def default_voice_of(self, engine: str) -> str | None: ...
     def synthesize(
-        self, text: str, *, voice: str | None = ..., emotion: str = ..., speed: float = ..., should_stop: ShouldStop
+        self, text: str, *, voice: str | None = ..., emotion: str = ..., speed: float = ..., should_stop: ShouldStop,
+        max_seconds: float | None = ...,
     ) -> SpeechOutput: ...
+    def stream_speech(
+        self, text: str, *, voice: str | None = ..., emotion: str = ..., speed: float = ..., should_stop: ShouldStop,
+        max_seconds: float | None = ...,
+    ) -> SpeechStream: ...
     def talk(
         self,
         text: str,
@@ -43,6 +55,7 @@ class PipelineLike(Protocol):
         emotion: str = ...,
         speed: float = ...,
         should_stop: ShouldStop,
+        max_seconds: float | None = ...,
     ) -> TalkOutput: ...
 
 
@@ -55,12 +68,21 @@ class SpeechRequest:
     avatar: str | None = None
 
 
+class AudioTooLong(Exception):
+    def __init__(self, expected_s: float, limit_s: float) -> None:
+        super().__init__(f"about {expected_s:.0f} s of audio; at most {limit_s:g} s")
+        self.expected_s = expected_s
+        self.limit_s = limit_s
+
+
 class TalkerService:
     def __init__(self, settings: Settings, pipeline: PipelineLike, metrics: TalkerMetrics) -> None:
         self.settings = settings
         self.pipeline = pipeline
         self.metrics = metrics
         self.record_metrics = settings.metrics_enabled
+        self.api_keys = [key.encode() for key in settings.api_key_list()]  # empty: /v1 is open
+        self.openai_voice_map = settings.openai_voices()  # OpenAI voice name -> voice id
         self.faults = FaultInjector()
         self.limiter = SynthesisLimiter(settings.max_concurrency, settings.max_queue, on_change=self._on_slots)
         self.state = "loading"  # loading -> ready | failed
@@ -138,11 +160,18 @@ class TalkerService:
             self.metrics.fault_active.labels(kind).set(1.0 if active[kind] else 0.0)
 
     # --- work ------------------------------------------------------------------------------------
+    def check_audio_budget(self, req: SpeechRequest) -> None:
+        """Refuse up front a text that surely says more than TALKER_MAX_AUDIO_SECONDS (raises AudioTooLong)."""
+        expected = min_audio_seconds(req.text, prosody_for(req.emotion, req.speed))
+        if expected > self.settings.max_audio_seconds:
+            raise AudioTooLong(expected, self.settings.max_audio_seconds)
+
     async def synthesize(self, req: SpeechRequest) -> SpeechOutput:
         def job(stop: threading.Event) -> SpeechOutput:
             self._inject_latency(stop)
             return self.pipeline.synthesize(
-                req.text, voice=req.voice, emotion=req.emotion, speed=req.speed, should_stop=stop.is_set
+                req.text, voice=req.voice, emotion=req.emotion, speed=req.speed, should_stop=stop.is_set,
+                max_seconds=self.settings.max_audio_seconds,
             )
 
         out = await self._run(job)
@@ -159,11 +188,63 @@ class TalkerService:
                 emotion=req.emotion,
                 speed=req.speed,
                 should_stop=stop.is_set,
+                max_seconds=self.settings.max_audio_seconds,
             )
 
         out = await self._run(job)
         self._count(out.engine, out.characters, out.audio_seconds, out.timings, frames=out.frames)
         return out
+
+    async def speech_stream(self, req: SpeechRequest, fmt: str, *, route: str, sse: bool = False
+                            ) -> OpenStream[SpeechStream]:
+        """Speech encoded as `fmt` (audio_formats.FORMATS), streamed as it is synthesized.
+
+        With sse, the audio travels in OpenAI's `speech.audio.delta` events, then `speech.audio.done`."""
+        spec = StreamSpec(
+            kind="audio", route=route, engine=self.pipeline.engine_of(req.voice),
+            media_type="text/event-stream" if sse else MEDIA_TYPES[fmt],
+            buffer_bytes=self.settings.stream_buffer_bytes, write_timeout_s=self.settings.stream_write_timeout_s,
+        )
+
+        def produce(sink: StreamSink, stop: threading.Event) -> SpeechStream:
+            self._inject_latency(stop)
+            speech = self.pipeline.stream_speech(
+                req.text, voice=req.voice, emotion=req.emotion, speed=req.speed, should_stop=stop.is_set,
+                max_seconds=self.settings.max_audio_seconds,
+            )
+            emit = (lambda data: sink.put(sse_delta(data))) if sse else sink.put
+            encoder = open_encoder(fmt, speech.sample_rate, emit)  # ffmpeg starts while the first piece is made
+            try:
+                for piece in speech:
+                    encoder.feed(piece.samples)
+                encoder.finish()
+            finally:
+                encoder.close()
+            if sse:
+                sink.put(sse_done(input_characters=len(req.text)))
+            return speech
+
+        return await self.open_stream(spec, produce, on_end=self._count_stream)
+
+    async def open_stream(self, spec: StreamSpec, produce: Produce[Any],
+                          on_end: Callable[[OpenStream[Any]], None] = lambda _: None) -> OpenStream[Any]:
+        """Run produce(sink, stop) in a slot and return the stream once its first bytes exist (streaming.py).
+
+        Raises like the other jobs (Overloaded, QueueTimeout, RunTimeout, ...) while no byte exists yet."""
+        metrics = self.metrics if self.record_metrics else None
+        return await open_stream(spec, produce, self._run, metrics, on_end)
+
+    def _count_stream(self, stream: OpenStream[SpeechStream]) -> None:
+        speech = stream.result()
+        if speech is None:
+            return
+        self._count(speech.engine, speech.characters, speech.audio_seconds, {"tts": speech.tts_seconds})
+        if speech.truncated:
+            self.count_truncated(stream.spec.route)
+
+    def count_truncated(self, route: str) -> None:
+        if self.record_metrics:
+            self.metrics.audio_truncated.labels(route).inc()
 
     async def _run(self, job: Job[Any]) -> Any:
         return await self.limiter.run(job, self.settings.request_timeout_s)

@@ -44,6 +44,21 @@ class Settings(BaseSettings):
     max_queue: int = Field(default=8, ge=0)
     request_timeout_s: float = Field(default=60.0, gt=0)
     max_text_chars: int = Field(default=500, ge=1)
+    # Audio one request may produce, on every route: refused up front (422) when the text surely says more,
+    # cut cleanly (logged, talker_audio_truncated_total) when it turns out longer while being made.
+    max_audio_seconds: float = Field(default=300.0, gt=0)
+    # A stream whose client reads nothing for this long is cut (outcome slow_reader) and its slot freed.
+    stream_write_timeout_s: float = Field(default=10.0, gt=0)
+    # Produced-but-unsent bytes one stream may hold; past it the producer waits for the client.
+    stream_buffer_bytes: int = Field(default=256 * 1024, ge=4096)
+
+    # API keys (OpenAI style: Authorization: Bearer <key>). Comma-separated, in the variable or a file.
+    # When any is set every /v1 route requires one; unset keeps the open demo.
+    api_keys: SecretStr | None = None
+    api_keys_file: Path | None = None
+    # OpenAI voice names (alloy, nova, ...) -> voice ids, e.g. "alloy=en-us,nova=piper:en_US-joe-medium".
+    # Names not listed use the default voice of the engine the model selects.
+    openai_voice_map: str = ""
 
     # Fault injection (POST/DELETE /admin/faults) is enabled only when this is set.
     admin_token: SecretStr | None = None
@@ -51,6 +66,25 @@ class Settings(BaseSettings):
     # Logging
     log_level: str = "INFO"
     log_text: bool = False  # log request text (off by default: user content is private)
+
+    def api_key_list(self) -> list[str]:
+        """The configured API keys (empty: /v1 is open). An unreadable key file is an error, not "open"."""
+        raw = self.api_keys.get_secret_value() if self.api_keys is not None else ""
+        if self.api_keys_file is not None:
+            raw += "," + self.api_keys_file.read_text(encoding="utf-8")
+        return [key.strip() for key in raw.replace("\n", ",").split(",") if key.strip()]
+
+    def openai_voices(self) -> dict[str, str]:
+        """TALKER_OPENAI_VOICE_MAP as {openai name: voice id}; a malformed entry is a startup error."""
+        mapping: dict[str, str] = {}
+        for entry in self.openai_voice_map.split(","):
+            if not entry.strip():
+                continue
+            name, sep, voice = entry.partition("=")
+            if not sep or not name.strip() or not voice.strip():
+                raise ValueError(f"TALKER_OPENAI_VOICE_MAP entry {entry.strip()!r} is not name=voice_id")
+            mapping[name.strip().lower()] = voice.strip()
+        return mapping
 
     @property
     def serve_metrics_on_api_port(self) -> bool:

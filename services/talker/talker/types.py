@@ -48,6 +48,7 @@ class SpeechOutput:
     engine: str  # engine that produced it ("espeak" | "piper"): a metric label
     characters: int
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds ("tts")
+    truncated: bool = False  # cut at TALKER_MAX_AUDIO_SECONDS
 
 
 @dataclass
@@ -58,3 +59,4 @@ class TalkOutput:
     engine: str
     characters: int
     timings: dict[str, float] = field(default_factory=dict)  # "tts", "animate", "encode"
+    truncated: bool = False  # cut at TALKER_MAX_AUDIO_SECONDS

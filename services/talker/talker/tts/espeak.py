@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from talker.tts import PhonemeMark, SynthesizedSpeech
 from talker.tts.prosody import Prosody, espeak_params
+from talker.tts.segment import split_for_streaming
 from talker.types import Cancelled, ShouldStop, UnknownVoice, VoiceInfo
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,10 @@ _EE_OK = 0
 # Audio per synth callback. Each callback re-enters Python and must take the GIL back from the event loop;
 # 1 s chunks (instead of the 60 ms default) make that a handful of times per request, not dozens.
 _BUFFER_MS = 1000
+# Streaming: the first piece is short so its audio exists within milliseconds; later pieces are whole
+# sentences (split past PIECE_WORDS) so the lock is taken a few times per request, not per word.
+FIRST_PIECE_WORDS = 8
+PIECE_WORDS = 40
 
 
 class _EventId(ctypes.Union):
@@ -83,6 +89,9 @@ class _Collector:
     """What the C callback fills in during one espeak_Synth call."""
 
     should_stop: ShouldStop = lambda: False
+    max_samples: int | None = None  # stop once this much audio exists (TALKER_MAX_AUDIO_SECONDS)
+    samples: int = 0
+    truncated: bool = False
     chunks: list[np.ndarray] = field(default_factory=list)
     phonemes: list[PhonemeMark] = field(default_factory=list)
     cancelled: bool = False
@@ -104,7 +113,12 @@ def _on_synth(wav: ctypes.Array, n: int, events: ctypes.Array) -> int:
             collector.cancelled = True
             return 1
         if wav and n > 0:
-            collector.chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+            if collector.max_samples is not None and collector.samples + n > collector.max_samples:
+                n = max(0, collector.max_samples - collector.samples)
+                collector.truncated = True
+            if n > 0:
+                collector.chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+                collector.samples += n
         i = 0
         while events and events[i].type != _EVENT_LIST_TERMINATED:
             ev = events[i]
@@ -112,7 +126,7 @@ def _on_synth(wav: ctypes.Array, n: int, events: ctypes.Array) -> int:
                 name = ev.id.string.decode("utf-8", "replace")
                 collector.phonemes.append(PhonemeMark(ev.audio_position / 1000.0, name))
             i += 1
-        return 0
+        return 1 if collector.truncated else 0
     except BaseException as exc:  # re-raised by synthesize() once the C call has returned
         collector.error = exc
         return 1
@@ -172,8 +186,26 @@ class EspeakEngine:
     def has_voice(self, voice_id: str) -> bool:
         return voice_id in _VOICES_BY_ID
 
+    def sample_rate_for(self, voice_id: str) -> int:
+        return _sample_rate
+
+    def stream(self, text: str, voice_id: str, prosody: Prosody, should_stop: ShouldStop = lambda: False,
+               max_samples: int | None = None) -> Iterator[SynthesizedSpeech]:
+        """The speech piece by piece (see segment.py); phoneme times are relative to each piece.
+
+        The global lock is held per piece only, so a consumer that waits between pieces (a slow client)
+        never keeps other requests from the synthesizer."""
+        left = max_samples
+        for piece in split_for_streaming(text, first_max_words=FIRST_PIECE_WORDS, max_words=PIECE_WORDS):
+            speech = self.synthesize(piece, voice_id, prosody, should_stop, max_samples=left)
+            yield speech
+            if speech.truncated:
+                return
+            if left is not None:
+                left -= len(speech.samples)
+
     def synthesize(self, text: str, voice_id: str, prosody: Prosody,
-                   should_stop: ShouldStop = lambda: False) -> SynthesizedSpeech:
+                   should_stop: ShouldStop = lambda: False, max_samples: int | None = None) -> SynthesizedSpeech:
         global _active
         voice = _VOICES_BY_ID.get(voice_id)
         if voice is None:
@@ -187,7 +219,7 @@ class EspeakEngine:
             for param, value in ((_PARAM_RATE, params.rate_wpm), (_PARAM_VOLUME, params.volume),
                                  (_PARAM_PITCH, params.pitch), (_PARAM_RANGE, params.pitch_range)):
                 lib.espeak_SetParameter(param, value, 0)
-            collector = _active = _Collector(should_stop=should_stop)
+            collector = _active = _Collector(should_stop=should_stop, max_samples=max_samples)
             buf = ctypes.create_string_buffer(encoded, len(encoded))
             status = lib.espeak_Synth(buf, len(encoded), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
             _active = _Collector()
@@ -198,5 +230,9 @@ class EspeakEngine:
         if status != _EE_OK:
             raise RuntimeError(f"espeak_Synth returned {status}")
         samples = np.concatenate(collector.chunks) if collector.chunks else np.zeros(0, dtype=np.int16)
+        phonemes = collector.phonemes
+        if collector.truncated:
+            end_s = len(samples) / rate
+            phonemes = [p for p in phonemes if p.start_s < end_s]
         return SynthesizedSpeech(samples=samples.astype(np.int16, copy=False), sample_rate=rate,
-                                 engine=self.name, phonemes=collector.phonemes)
+                                 engine=self.name, phonemes=phonemes, truncated=collector.truncated)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from talker.tts import SynthesizedSpeech
 from talker.tts.prosody import Prosody, piper_params
+from talker.tts.segment import split_for_streaming
 from talker.tts.wav import float_to_pcm16
 from talker.types import Cancelled, ShouldStop, UnknownVoice, VoiceInfo
 
@@ -26,6 +28,11 @@ log = logging.getLogger(__name__)
 ID_PREFIX = "piper:"
 # Phonemizers other than espeak/text download models at run time (g2pW, ...), which an offline box cannot.
 _OFFLINE_PHONEME_TYPES = {"espeak", "text"}
+# Streaming: Piper needs ~0.06 s per second of speech on this CPU, so a 6-word first piece (~2 s of
+# speech) is ready in ~120 ms while a whole 12-word sentence would take ~250 ms. Later pieces are
+# sentences of at most PIECE_WORDS, which also bounds how long a cancelled request keeps computing.
+FIRST_PIECE_WORDS = 6
+PIECE_WORDS = 20
 
 
 @dataclass(frozen=True)
@@ -138,14 +145,29 @@ class PiperEngine:
     def has_voice(self, voice_id: str) -> bool:
         return voice_id in self._voices
 
-    def sample_rate(self, voice_id: str) -> int:
+    def sample_rate_for(self, voice_id: str) -> int:
         entry = self._voices.get(voice_id)
         if entry is None:
             raise UnknownVoice(voice_id)
         return int(entry[1].config.sample_rate)  # type: ignore[attr-defined]
 
     def synthesize(self, text: str, voice_id: str, prosody: Prosody,
-                   should_stop: ShouldStop = lambda: False) -> SynthesizedSpeech:
+                   should_stop: ShouldStop = lambda: False, max_samples: int | None = None) -> SynthesizedSpeech:
+        parts = list(self._sentences([text], voice_id, prosody, should_stop, max_samples))
+        if not parts:
+            return SynthesizedSpeech(samples=np.zeros(0, dtype=np.int16), sample_rate=self.sample_rate_for(voice_id),
+                                     engine=self.name)
+        return SynthesizedSpeech(samples=np.concatenate([p.samples for p in parts]), sample_rate=parts[0].sample_rate,
+                                 engine=self.name, truncated=parts[-1].truncated)
+
+    def stream(self, text: str, voice_id: str, prosody: Prosody, should_stop: ShouldStop = lambda: False,
+               max_samples: int | None = None) -> Iterator[SynthesizedSpeech]:
+        """The speech sentence by sentence, the first piece cut short (segment.py) for a fast first audio."""
+        pieces = split_for_streaming(text, first_max_words=FIRST_PIECE_WORDS, max_words=PIECE_WORDS)
+        return self._sentences(pieces, voice_id, prosody, should_stop, max_samples)
+
+    def _sentences(self, pieces: list[str], voice_id: str, prosody: Prosody, should_stop: ShouldStop,
+                   max_samples: int | None) -> Iterator[SynthesizedSpeech]:
         from piper.config import SynthesisConfig
 
         entry = self._voices.get(voice_id)
@@ -155,14 +177,22 @@ class PiperEngine:
         config = voice.config  # type: ignore[attr-defined]
         params = piper_params(prosody, base_length_scale=config.length_scale, base_noise_scale=config.noise_scale)
         syn = SynthesisConfig(length_scale=params.length_scale, noise_scale=params.noise_scale, volume=params.volume)
-        chunks: list[np.ndarray] = []
-        if should_stop():
-            raise Cancelled("speech synthesis cancelled")
-        # Piper synthesises sentence by sentence: the natural point to honour cancellation.
-        for chunk in voice.synthesize(text, syn_config=syn):  # type: ignore[attr-defined]
-            chunks.append(chunk.audio_float_array)
+        left = max_samples
+        for piece in pieces:
+            # Piper synthesises sentence by sentence: the natural point to honour cancellation.
             if should_stop():
                 raise Cancelled("speech synthesis cancelled")
-        audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
-        # No phoneme timing without the optional `onnx` package: the mouth follows the audio envelope.
-        return SynthesizedSpeech(samples=float_to_pcm16(audio), sample_rate=config.sample_rate, engine=self.name)
+            for chunk in voice.synthesize(piece, syn_config=syn):  # type: ignore[attr-defined]
+                if should_stop():
+                    raise Cancelled("speech synthesis cancelled")
+                samples = float_to_pcm16(chunk.audio_float_array)
+                truncated = left is not None and len(samples) >= left
+                if truncated:
+                    samples = samples[: max(0, left or 0)]
+                # No phoneme timing without the optional `onnx` package: the mouth follows the audio envelope.
+                yield SynthesizedSpeech(samples=samples, sample_rate=config.sample_rate, engine=self.name,
+                                        truncated=truncated)
+                if truncated:
+                    return
+                if left is not None:
+                    left -= len(samples)

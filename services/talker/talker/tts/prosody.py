@@ -77,3 +77,19 @@ def piper_params(p: Prosody, *, base_length_scale: float = 1.0, base_noise_scale
         noise_scale=clamp(base_noise_scale * (0.6 + 0.4 * p.pitch_range), 0.1, 1.5),
         volume=clamp(0.7 * p.volume, 0.1, 1.0),
     )
+
+
+# Characters per second of speech at rate 1.0, on the fast side of what the voices do (espeak-ng en-us
+# ~18, Mandarin ~3.2 characters/s): the estimate below errs short, so it refuses only texts that are
+# surely too long. Digits say far more than their length and are caught while synthesizing instead.
+_CHARS_PER_S = 20.0
+_CJK_CHARS_PER_S = 4.0
+_SLOWEST_RATE = 80 / ESPEAK_NORMAL_RATE_WPM  # espeak's floor; Piper goes slower only below speed 0.5
+
+
+def min_audio_seconds(text: str, p: Prosody) -> float:
+    """A lower estimate of how long `text` takes to say at prosody `p` (for TALKER_MAX_AUDIO_SECONDS)."""
+    cjk = sum(1 for ch in text if "\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff")
+    other = sum(1 for ch in text if not ch.isspace()) - cjk
+    rate = max(p.rate, _SLOWEST_RATE)
+    return (other / _CHARS_PER_S + cjk / _CJK_CHARS_PER_S) / rate

@@ -1,0 +1,61 @@
+"""Text -> pieces for incremental synthesis: a short first piece (fast first audio), then sentences.
+
+An engine synthesizes piece after piece and hands each one on as soon as it exists, so the time to the
+first audio is the time to synthesize the first piece. Pieces end at sentence ends; a piece that would
+pass its word budget ends at the last clause mark (comma, colon, ...) inside it, or else at the budget.
+Each CJK character counts as a word (about one syllable) and may be a cut point, as the script has no
+spaces. A piece is a slice of the text, so nothing is added, dropped or reordered.
+"""
+
+from __future__ import annotations
+
+import re
+
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# A token is one CJK character or a run of other non-space characters (a word with its punctuation).
+_TOKEN = re.compile(f"[{_CJK}][^\\s{_CJK}]*|[^\\s{_CJK}]+")
+_SENTENCE_END = frozenset(".!?;…。！？；")
+_CLAUSE_END = frozenset(",:、，：—–")
+
+
+def split_for_streaming(text: str, *, first_max_words: int, max_words: int) -> list[str]:
+    """Pieces of `text` in order: the first has at most first_max_words words, the others max_words."""
+    pieces: list[str] = []
+    start: int | None = None  # text index where the current piece starts
+    words = 0
+    last_clause_end: int | None = None  # text index just after the last clause mark in the current piece
+    words_at_clause = 0
+
+    def cut(end: int) -> None:
+        nonlocal start
+        assert start is not None
+        piece = text[start:end].strip()
+        if piece:
+            pieces.append(piece)
+        start = None
+
+    for token in _TOKEN.finditer(text):
+        if start is None:
+            start, words, last_clause_end, words_at_clause = token.start(), 0, None, 0
+        words += 1
+        last_char = token.group()[-1]
+        if last_char in _SENTENCE_END:
+            cut(token.end())
+            continue
+        if last_char in _CLAUSE_END:
+            last_clause_end, words_at_clause = token.end(), words
+        budget = first_max_words if not pieces else max_words
+        if words >= budget:
+            if last_clause_end is not None and words_at_clause < words:
+                end = last_clause_end  # a clause mark inside the piece: the more natural place to pause
+                cut(end)
+                # The words after the clause mark begin the next piece.
+                rest = _TOKEN.search(text, end)
+                start = rest.start() if rest is not None and rest.start() <= token.start() else None
+                words = words - words_at_clause if start is not None else 0
+                last_clause_end, words_at_clause = None, 0
+            else:
+                cut(token.end())
+    if start is not None:
+        cut(len(text))
+    return pieces
