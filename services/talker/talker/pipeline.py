@@ -163,7 +163,7 @@ class Pipeline:
         return voice_id, self._espeak
 
     def _speak(self, text: str, voice: str | None, emotion: str, speed: float, should_stop: ShouldStop,
-               max_seconds: float | None) -> tuple[SynthesizedSpeech, float]:
+               max_seconds: float | None = None) -> tuple[SynthesizedSpeech, float]:
         voice_id, engine = self._voice_engine(voice)
         max_samples = None if max_seconds is None else int(max_seconds * engine.sample_rate_for(voice_id))
         t0 = time.perf_counter()

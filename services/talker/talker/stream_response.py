@@ -50,7 +50,7 @@ class StreamedResponse(Response):
                     outcome = stream.outcome
                     break
                 if data is None:
-                    outcome = stream.finished_outcome()
+                    outcome = await stream.finished_outcome()
                     if outcome == "completed":
                         finishing = True
                         await asyncio.wait_for(send({"type": "http.response.body", "body": b""}), timeout)

@@ -147,9 +147,11 @@ class OpenStream(Generic[R]):
             return None
         return await self.sink.take()
 
-    def finished_outcome(self) -> str:
+    async def finished_outcome(self) -> str:
         """How a stream whose next() returned None ended: completed, timeout or error."""
-        if not self.job.done() or self.job.cancelled():
+        # The producer closes the buffer as its thread returns; its task completes a loop turn later.
+        await asyncio.wait([self.job])
+        if self.job.cancelled():
             return "error"
         exc = self.job.exception()
         if exc is None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from talker.tts import PhonemeMark, SynthesizedSpeech
 from talker.tts.prosody import Prosody, espeak_params
-from talker.tts.segment import split_for_streaming
+from talker.tts.segment import pause_after, split_for_streaming
 from talker.types import Cancelled, ShouldStop, UnknownVoice, VoiceInfo
 
 log = logging.getLogger(__name__)
@@ -196,8 +196,15 @@ class EspeakEngine:
         The global lock is held per piece only, so a consumer that waits between pieces (a slow client)
         never keeps other requests from the synthesizer."""
         left = max_samples
-        for piece in split_for_streaming(text, first_max_words=FIRST_PIECE_WORDS, max_words=PIECE_WORDS):
+        pieces = split_for_streaming(text, first_max_words=FIRST_PIECE_WORDS, max_words=PIECE_WORDS)
+        for i, piece in enumerate(pieces):
             speech = self.synthesize(piece, voice_id, prosody, should_stop, max_samples=left)
+            pause_s = pause_after(piece) / prosody.rate**1.5 if i + 1 < len(pieces) else 0.0
+            pause = int(pause_s * speech.sample_rate)
+            if left is not None:
+                pause = max(0, min(pause, left - len(speech.samples)))
+            if pause and not speech.truncated:  # the pause espeak makes between sentences of one text
+                speech.samples = np.concatenate([speech.samples, np.zeros(pause, dtype=np.int16)])
             yield speech
             if speech.truncated:
                 return

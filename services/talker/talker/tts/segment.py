@@ -59,3 +59,19 @@ def split_for_streaming(text: str, *, first_max_words: int, max_words: int) -> l
     if start is not None:
         cut(len(text))
     return pieces
+
+
+# The pause a voice makes after a sentence / clause inside one text (espeak-ng en-us and cmn at rate 1:
+# 0.28 s and 0.14 s). Each piece is synthesized alone and ends without it, so the engine adds it back.
+SENTENCE_PAUSE_S = 0.28
+CLAUSE_PAUSE_S = 0.14
+
+
+def pause_after(piece: str) -> float:
+    """Seconds of silence that follow `piece` at normal rate (0 when it was cut between words)."""
+    last = piece.rstrip()[-1:] if piece.strip() else ""
+    if last in _SENTENCE_END:
+        return SENTENCE_PAUSE_S
+    if last in _CLAUSE_END:
+        return CLAUSE_PAUSE_S
+    return 0.0
