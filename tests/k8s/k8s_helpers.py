@@ -211,3 +211,4 @@ def one(objs: Iterable[Obj], kind: str, component: str | None = None) -> Obj:
 
 def labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(key) == value for key, value in selector.items())
+
