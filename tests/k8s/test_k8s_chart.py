@@ -205,3 +205,15 @@ def test_smtp_login_references_a_secret() -> None:
     (email,) = next(r for r in amc["spec"]["receivers"] if r["name"] == "oncall-critical")["emailConfigs"]
     assert email["authUsername"] == "alerts@example.com"
     assert email["authPassword"] == {"name": "smtp", "key": "pw"}
+
+
+def test_api_keys_come_from_a_mounted_secret() -> None:
+    objs = chartctl.objects(chartctl.render({"talker": {"apiKeys": {"existingSecret": "keys", "key": "k"}}}))
+    pod = one(objs, "Deployment", "talker")["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+    volume = next(v for v in pod["volumes"] if v["name"] == "api-keys")
+    assert env["TALKER_API_KEYS_FILE"] == "/run/secrets/talker-api-keys/k"
+    assert mounts["/run/secrets/talker-api-keys"] == "api-keys"
+    assert volume["secret"] == {"secretName": "keys", "defaultMode": 0o440}
+    assert "TALKER_API_KEYS" not in env

@@ -21,6 +21,7 @@ import pytest
 from k8s.k8s_helpers import REPO_ROOT, one
 from k8s.pod_sandbox import proc_status, sandbox_argv, write_secret
 
+from deploy.helm import chartctl
 from stack.procs import ManagedProcess, free_port, http_status, wait_http
 
 # What the image has world-readable under /opt/venv and /app: the interpreter and this checkout.
@@ -74,34 +75,51 @@ def _assert_held(proc: ManagedProcess, pod: dict) -> None:
     assert status["NoNewPrivs"] == "1"
 
 
+API_KEY = "k8s-sandbox-api-key-0123456789"
+
+
 @pytest.fixture(scope="module")
-def talker(default_objects: list[dict], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, dict]]:
-    pod, container = _container(default_objects, "talker")
+def talker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    objs = chartctl.objects(chartctl.render({"talker": {"apiKeys": {"existingSecret": "talker-api-keys"}}}))
+    pod, container = _container(objs, "talker")
+    base = tmp_path_factory.mktemp("talker-sandbox")
+    keys = write_secret(base / "api-keys", {"keys": f"other-key-abcdefghijkl\n{API_KEY}\n"},
+                        pod["securityContext"]["fsGroup"])
     port, metrics_port = free_port(), free_port()
     env = _env(container, {
         "TALKER_HOST": "127.0.0.1", "TALKER_PORT": str(port), "TALKER_METRICS_PORT": str(metrics_port),
     })
-    argv = sandbox_argv(pod, container, {}, [sys.executable, "-m", "talker"], env, REACHABLE)
-    log_dir = tmp_path_factory.mktemp("talker-sandbox")
-    with ManagedProcess("talker", argv, log_dir=log_dir, cwd=REPO_ROOT) as proc:
+    argv = sandbox_argv(pod, container, {"api-keys": keys}, [sys.executable, "-m", "talker"], env, REACHABLE)
+    with ManagedProcess("talker", argv, log_dir=base, cwd=REPO_ROOT) as proc:
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/readyz", timeout=180, proc=proc)
         _assert_held(proc, pod)
-        yield url, f"http://127.0.0.1:{metrics_port}/metrics", pod
+        yield url, f"http://127.0.0.1:{metrics_port}/metrics"
         assert proc.running(), proc.log_tail()
 
 
-def test_talker_serves_speech_and_video_with_a_read_only_root(talker: tuple[str, str, dict]) -> None:
-    url, metrics_url, _ = talker
+def test_talker_serves_speech_and_video_with_a_read_only_root(talker: tuple[str, str]) -> None:
+    url, metrics_url = talker
+    auth = {"authorization": f"Bearer {API_KEY}"}
     ready = json.loads(_get(f"{url}/readyz"))
     assert ready["ready"] is True and {"espeak", "piper", "animator"} <= set(ready["engines"])
-    status, body, kind = _post(f"{url}/v1/talk", {"text": "Hello from a read-only pod."})
+    status, body, kind = _post(f"{url}/v1/talk", {"text": "Hello from a read-only pod."}, auth)
     assert status == 200 and kind == "video/mp4" and len(body) > 5000 and body[4:8] == b"ftyp"
-    voices = json.loads(_get(f"{url}/v1/voices"))["voices"]
+    request = urllib.request.Request(f"{url}/v1/voices", headers=auth)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        voices = json.loads(response.read())["voices"]
     piper = next(v["id"] for v in voices if v["engine"] == "piper")  # onnxruntime, which writes to $TMPDIR
-    status, body, kind = _post(f"{url}/v1/tts", {"text": "Neural voice, read-only root.", "voice": piper})
+    status, body, kind = _post(f"{url}/v1/tts", {"text": "Neural voice, read-only root.", "voice": piper}, auth)
     assert status == 200 and kind == "audio/wav" and body[:4] == b"RIFF" and len(body) > 20000
     assert b"talker_ready 1.0" in _get(metrics_url)
+
+
+def test_talker_reads_its_api_keys_from_the_mounted_secret(talker: tuple[str, str]) -> None:
+    url, _ = talker
+    status, _, _ = _post(f"{url}/v1/tts", {"text": "no key"})
+    assert status == 401
+    status, _, _ = _post(f"{url}/v1/tts", {"text": "other key"}, {"authorization": "Bearer other-key-abcdefghijkl"})
+    assert status == 200
 
 
 @pytest.fixture(scope="module")
