@@ -6,6 +6,8 @@ No cluster exists here: these tests prove what `helm template` / `helm lint` wou
 from __future__ import annotations
 
 import re
+import tarfile
+from pathlib import Path
 
 import pytest
 from k8s.k8s_helpers import by_kind, labels_match, one
@@ -184,7 +186,7 @@ def test_keda_scales_the_talker_deployment_on_its_load(variants: dict[str, list[
         assert selector == f'namespace="{chartctl.NAMESPACE}",service="{service["metadata"]["name"]}"'
 
 
-def test_keda_threshold_can_be_set(tmp_path: object) -> None:
+def test_keda_threshold_can_be_set() -> None:
     objs = chartctl.objects(chartctl.render({"keda": {"enabled": True, "threshold": "3.5"}}))
     assert one(objs, "ScaledObject")["spec"]["triggers"][0]["metadata"]["threshold"] == "3.5"
 
@@ -217,3 +219,18 @@ def test_api_keys_come_from_a_mounted_secret() -> None:
     assert mounts["/run/secrets/talker-api-keys"] == "api-keys"
     assert volume["secret"] == {"secretName": "keys", "defaultMode": 0o440}
     assert "TALKER_API_KEYS" not in env
+
+
+def test_packaged_chart_renders_the_same_objects(default_objects: list[dict], tmp_path: Path) -> None:
+    """`make chart`'s archive carries the rules and dashboards themselves (symlinks resolved)."""
+    import helm_python
+
+    archive = Path(helm_python.package(chartctl.CHART_DIR, destination=tmp_path))
+    with tarfile.open(archive) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert members["talker-stack/files/rules/alerts.yml"].isfile()
+    assert members["talker-stack/files/dashboards/talker-overview.json"].isfile()
+    assert not any(m.issym() for m in members.values())
+    with helm_python.Chart.load(archive) as chart:
+        rendered = chart.render({}, name=chartctl.RELEASE, namespace=chartctl.NAMESPACE, is_install=True)
+    assert chartctl.objects(rendered) == default_objects

@@ -117,3 +117,21 @@ def test_crd_validation_catches_a_broken_scaled_object(variants: dict[str, list[
     scaled = copy.deepcopy(next(o for o in variants["keda"] if o["kind"] == "ScaledObject"))
     scaled["spec"]["triggers"][0]["metadata"]["threshold"] = 2  # KEDA wants strings in trigger metadata
     assert any("is not of type 'string'" in e for e in crd_errors(scaled))
+
+
+def _child_routes(route: dict) -> list[dict]:
+    return [r for child in route.get("routes", []) for r in (child, *_child_routes(child))]
+
+
+def test_alertmanager_config_child_routes_match_the_route_schema(default_objects: list[dict]) -> None:
+    # The CRD leaves spec.route.routes free-form (the operator parses them as routes when it reconciles):
+    # validate each child as if it were the top-level route.
+    amc = next(o for o in default_objects if o["kind"] == "AlertmanagerConfig")
+    children = _child_routes(amc["spec"]["route"])
+    assert len(children) == 4
+    for child in children:
+        probe = copy.deepcopy(amc)
+        probe["spec"]["route"] = child
+        assert crd_errors(probe) == [], child
+    probe["spec"]["route"] = {**children[0], "matchers": [{"name": "x", "value": "y", "matchType": "=="}]}
+    assert any("'==' is not one of" in e for e in crd_errors(probe))
