@@ -1,0 +1,155 @@
+"""The limiter's smaller promises, each pinned so a one-line change fails a test (see `make mutation`):
+the Retry-After hint and its running mean of job durations, deadlines already spent, the worker threads'
+names, shutdown not waiting for a stuck job, and no "exception never retrieved" noise."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import itertools
+import logging
+import threading
+import time
+import types
+from collections.abc import Callable
+
+import pytest
+import talker.limiter as limiter_module
+from talker.limiter import Overloaded, QueueTimeout, RunTimeout, SynthesisLimiter
+
+
+async def poll_async(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def fill(limiter: SynthesisLimiter, gate: threading.Event, running: int, waiting: int) -> list[asyncio.Task]:
+    """`running` jobs blocked on `gate` in their slots and `waiting` requests queued behind them."""
+
+    def blocked(stop: threading.Event) -> str:
+        gate.wait(10)
+        return "done"
+
+    tasks = [asyncio.create_task(limiter.run(blocked, 30)) for _ in range(running + waiting)]
+    await poll_async(lambda: limiter.active == running and limiter.waiting == waiting)
+    return tasks
+
+
+def test_talker_limiter_retry_after_is_backlog_times_mean_job_over_slots_within_1_to_60() -> None:
+    async def scenario() -> None:
+        limiter = SynthesisLimiter(max_concurrency=2, max_queue=3)
+        assert limiter.retry_after_s() == 1  # nothing ahead: the floor, not 0
+        gate = threading.Event()
+        tasks = await fill(limiter, gate, running=2, waiting=3)
+        assert limiter.active == 2  # every start counted, not just "some"
+        assert limiter.retry_after_s() == 3  # ceil(1.0 s mean * (2 + 3) / 2 slots)
+        with pytest.raises(Overloaded) as refused:
+            await limiter.run(lambda stop: None, 5)
+        assert refused.value.retry_after_s == 3
+        assert str(refused.value) == "all synthesis slots and queue places are taken"
+        gate.set()
+        assert await asyncio.gather(*tasks) == ["done"] * 5
+        limiter.shutdown()
+
+        big = SynthesisLimiter(max_concurrency=1, max_queue=100)
+        gate = threading.Event()
+        tasks = await fill(big, gate, running=1, waiting=70)
+        assert big.retry_after_s() == 60  # ceil(71) capped at a minute
+        gate.set()
+        await asyncio.gather(*tasks)
+        big.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_talker_limiter_mean_job_duration_is_a_0_8_0_2_running_mean(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The limiter's clock, scripted: job 1 runs 3 s (0 -> 3), job 2 runs 0.5 s (10 -> 10.5), then time stands.
+    ticks = itertools.chain([0.0, 3.0, 10.0, 10.5], itertools.repeat(20.0))
+    monkeypatch.setattr(limiter_module, "time", types.SimpleNamespace(monotonic=lambda: next(ticks)))
+
+    async def scenario() -> None:
+        limiter = SynthesisLimiter(max_concurrency=1, max_queue=20)
+        for _ in range(2):
+            await limiter.run(lambda stop: None, 5)
+        await poll_async(lambda: limiter.active == 0)
+        gate = threading.Event()
+        tasks = await fill(limiter, gate, running=1, waiting=9)
+        # mean: 1.0 -> 0.8 * 1.0 + 0.2 * 3 = 1.4 -> 0.8 * 1.4 + 0.2 * 0.5 = 1.22; backlog 10 on 1 slot
+        assert limiter.retry_after_s() == 13
+        gate.set()
+        await asyncio.gather(*tasks)
+        limiter.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_talker_limiter_spent_deadlines_end_at_once_not_after_a_second() -> None:
+    async def scenario() -> None:
+        limiter = SynthesisLimiter(max_concurrency=1, max_queue=5)
+        gate = threading.Event()
+        tasks = await fill(limiter, gate, running=1, waiting=0)
+        started = time.monotonic()
+        with pytest.raises(QueueTimeout):
+            await limiter.run(lambda stop: None, 0.0)
+        assert time.monotonic() - started < 0.5
+        gate.set()
+        await asyncio.gather(*tasks)
+
+        started = time.monotonic()
+        with pytest.raises(RunTimeout):
+            await limiter.run(lambda stop: stop.wait(10), 0.2)
+        assert time.monotonic() - started < 0.8
+        limiter.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_talker_limiter_jobs_run_in_named_worker_threads() -> None:
+    async def scenario() -> str:
+        limiter = SynthesisLimiter(max_concurrency=2, max_queue=0)
+        name = await limiter.run(lambda stop: threading.current_thread().name, 5)
+        limiter.shutdown()
+        return name
+
+    assert asyncio.run(scenario()).startswith("talker-synth_")  # what py-spy and thread dumps show
+
+
+def test_talker_limiter_shutdown_does_not_wait_for_a_stuck_job() -> None:
+    gate = threading.Event()
+
+    async def scenario() -> float:
+        limiter = SynthesisLimiter(max_concurrency=1, max_queue=0)
+        task = asyncio.create_task(limiter.run(lambda stop: gate.wait(10), 30))
+        await poll_async(lambda: limiter.active == 1)
+        started = time.monotonic()
+        limiter.shutdown()
+        elapsed = time.monotonic() - started
+        gate.set()
+        await task
+        return elapsed
+
+    assert asyncio.run(scenario()) < 1.0
+
+
+def test_talker_limiter_failure_after_the_deadline_is_not_logged_as_never_retrieved(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="asyncio")
+
+    def fails_late(stop: threading.Event) -> None:
+        stop.wait(10)
+        raise RuntimeError("engine failed while stopping")
+
+    async def scenario() -> None:
+        limiter = SynthesisLimiter(max_concurrency=1, max_queue=0)
+        with pytest.raises(RunTimeout):
+            await limiter.run(fails_late, 0.1)
+        await poll_async(lambda: limiter.active == 0)
+        await asyncio.sleep(0.05)  # let the done callbacks of the failed job's future run
+        limiter.shutdown()
+
+    asyncio.run(scenario())
+    gc.collect()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
