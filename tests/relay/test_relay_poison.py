@@ -9,9 +9,11 @@ Deterministic (derandomize, no example database) and bounded (MAX_EXAMPLES, a fe
 
 from __future__ import annotations
 
+import os
 import string
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from dingtalk_relay.app import create_app
@@ -20,10 +22,10 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from relay.markdown_check import OUR_LINK_TEXTS, structure
-from relay.relay_helpers import AUTH, PLAIN_TOKEN, real_payload
+from relay.relay_helpers import AUTH, KEYWORD, PLAIN_TOKEN, metric_value, real_payload
 from standins.dingtalk import DingTalkStandin, Robot
 
-MAX_EXAMPLES = 60
+MAX_EXAMPLES = int(os.environ.get("RELAY_FUZZ_EXAMPLES", "60"))  # `make mutation` runs it with fewer
 HOSTILE_URLS = [
     "http://prometheus:9090/graph)\n\n# 标题\n\n[钓鱼](https://phish.example)",
     "javascript:alert(1)",
@@ -124,3 +126,39 @@ def test_relay_unrenderable_time_does_not_block_the_group(
     for instance in ("talker:8001", "poison:1", "after:1"):
         assert f"实例：{instance}" in message["text"]
     assert "- 开始：-\n" in message["text"]  # the one field that could not be rendered
+
+
+def test_relay_broken_site_template_still_delivers_a_plain_message(
+    standin: DingTalkStandin, relay_settings: Callable[..., RelaySettings], tmp_path: Path
+):
+    # A site template that renders fine at start-up checks but fails on real data (StrictUndefined).
+    (tmp_path / "alerts.md.j2").write_text("{% for a in alerts %}{{ a.no_such_field }}{% endfor %}")
+    body = real_payload("firing")
+    good = body["alerts"][0]
+    body["alerts"] = [good, {**good, "status": "resolved", "labels": {**good["labels"], "instance": "b:1"}}]
+    with TestClient(create_app(relay_settings(templates_dir=tmp_path)), headers=AUTH) as client:
+        answer = client.post("/alertmanager/default", json=body)
+        exposition = client.get("/metrics").text
+    assert answer.status_code == 200, answer.text  # not 503: a retry would fail the same way, forever
+    [message] = standin.messages
+    assert message["title"] == "[告警 1 条 / 恢复 1 条] TalkerHighErrorRate"  # the keyword 告警 is in it already
+    assert message["text"] == (
+        f"#### {message['title']}\n\n共 2 条告警，消息内容无法生成，请在 Alertmanager 查看详情。\n\n"
+        f"> {KEYWORD}\n\n@13800000000"
+    )
+    assert message["at"] == {"atMobiles": ["13800000000"], "isAtAll": False}  # a critical one is firing
+    assert metric_value(exposition, "dingtalk_relay_messages_truncated_total", {"target": "default"}) == 1
+
+
+def test_relay_fallback_message_mentions_only_for_configured_severities(
+    standin: DingTalkStandin, relay_settings: Callable[..., RelaySettings], tmp_path: Path
+):
+    (tmp_path / "alerts.md.j2").write_text("{{ alerts[0].no_such_field }}")
+    body = real_payload("firing")
+    body["alerts"][0]["labels"]["severity"] = "warning"
+    settings_ = relay_settings(templates_dir=tmp_path, dingtalk_at_all=True)
+    with TestClient(create_app(settings_), headers=AUTH) as client:
+        assert client.post("/alertmanager/default", json=body).status_code == 200
+    [message] = standin.messages
+    assert message["at"] == {"atMobiles": [], "isAtAll": False} and "@" not in message["text"]
+    assert message["text"].endswith(f"> {KEYWORD}\n")

@@ -40,6 +40,8 @@ def test_relay_sign_matches_independently_computed_vector():
     )
     assert parse_qs(urlsplit(url).query)["sign"] == [KNOWN_SIGN]
     assert robot_send_url("http://x", "tok", None, KNOWN_TIMESTAMP) == "http://x/robot/send?access_token=tok"
+    # Only trailing slashes go: a host ending in other characters is kept whole.
+    assert robot_send_url("http://DINGTALK-X//", "tok", None, 1).startswith("http://DINGTALK-X/robot/send?")
 
 
 def test_relay_renders_real_firing_payload_in_chinese_with_links_and_mentions():

@@ -10,8 +10,8 @@ from urllib.parse import urlencode
 
 def sign_request(secret: str, timestamp_ms: int) -> str:
     """base64(HMAC-SHA256(key=secret, msg="{timestamp}\\n{secret}")), before URL encoding."""
-    digest = hmac.new(secret.encode("utf-8"), f"{timestamp_ms}\n{secret}".encode(), hashlib.sha256).digest()
-    return base64.b64encode(digest).decode("ascii")
+    digest = hmac.new(secret.encode(), f"{timestamp_ms}\n{secret}".encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
 
 
 def robot_send_url(api_base: str, token: str, secret: str | None, timestamp_ms: int) -> str:

@@ -1,0 +1,11 @@
+# Mutation testing (mutmut) over the relay's signing/render/delivery and talker's limiter and admin auth.
+# Included from the root Makefile. Not part of `make test`: tens of minutes on two cores. Prints the share of
+# mutants killed per module and in total, and fails below the goal (85 %). See stack/mutation.py.
+MUTATION_ARGS ?=
+
+.PHONY: mutation
+
+## mutation: mutmut run per suite (staged under .cache/mutation/), killed share per module and total
+mutation: install
+	$(VPY) -m pip install -q -c constraints.txt -r requirements-mutation.txt
+	$(VPY) -m stack.mutation $(MUTATION_ARGS)
