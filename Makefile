@@ -5,15 +5,27 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint test
+# Where pip finds torch's CPU build (only torch: everything else comes from the configured index). Empty =
+# pip's own configuration (here: the local wheel directory); elsewhere https://download.pytorch.org/whl/cpu.
+TORCH_INDEX_URL ?=
 
-## install: create/refresh the dev environment in .venv (idempotent: reruns only when pins change)
+.PHONY: install lint test lock
+
+## install: create/refresh the dev environment in .venv from the hash-checked locks (reruns when they change)
 install: $(STAMP)
 
-$(STAMP): services/talker/pyproject.toml services/dingtalk-relay/pyproject.toml requirements-dev.txt constraints.txt
+$(STAMP): services/talker/pyproject.toml services/dingtalk-relay/pyproject.toml locks/dev.txt locks/torch-cpu.txt
 	test -x $(VPY) || $(PY) -m venv $(VENV)
-	$(VPY) -m pip install -q -c constraints.txt -r requirements-dev.txt -e services/talker -e services/dingtalk-relay
+	$(VPY) -m pip install -q --require-hashes -r locks/dev.txt
+	$(VPY) -m pip install -q --require-hashes --no-deps $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) \
+		-r locks/torch-cpu.txt
+	$(VPY) -m pip install -q --no-deps --no-build-isolation -e services/talker -e services/dingtalk-relay
 	touch $(STAMP)
+
+## lock: re-resolve constraints.txt + requirements into the hashed locks/*.txt (after changing any of them)
+lock:
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m stack.lock
 
 # Component targets: monitoring lint (mk/monitoring.mk), stack up/down/dev/smoke/load (mk/stack.mk).
 -include mk/*.mk

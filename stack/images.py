@@ -35,8 +35,10 @@ STANDIN_IMAGES = {
     "node-exporter": "local/node-exporter-standin:bookworm",
     "mailpit": "local/mailpit-standin:latest",
 }
-# What the images pip-install: the two services (with their pinned deps) plus the sink and build backend.
-WHEEL_REQUIREMENTS = ["./services/talker", "./services/dingtalk-relay", "aiosmtpd", "setuptools>=68", "wheel"]
+# What the images pip-install: the locked dependencies of both services (hash-checked, as the images check
+# them again) and, for the Mailpit stand-in, our SMTP sink's.
+LOCKS = [ROOT / "locks/talker.txt", ROOT / "locks/torch-cpu.txt", ROOT / "locks/relay.txt"]
+SINK_REQUIREMENTS = ["aiosmtpd"]
 
 
 class ImageBuildError(RuntimeError):
@@ -98,10 +100,9 @@ def docker_build(tag: str, dockerfile: Path, *, context: Path, build_args: dict[
 
 def _wheels_stamp() -> str:
     digest = hashlib.sha256()
-    for path in (ROOT / "constraints.txt", ROOT / "services/talker/pyproject.toml",
-                 ROOT / "services/dingtalk-relay/pyproject.toml"):
+    for path in (ROOT / "constraints.txt", *LOCKS):
         digest.update(path.read_bytes())
-    digest.update(" ".join(WHEEL_REQUIREMENTS).encode())
+    digest.update(" ".join(SINK_REQUIREMENTS).encode())
     return digest.hexdigest()
 
 
@@ -113,11 +114,11 @@ def prepare_wheels(dest: Path = WHEELS_DIR) -> Path:
         return dest
     dest.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    locks = [arg for lock in LOCKS for arg in ("-r", str(lock))]
+    _check([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--require-hashes", "--no-deps",
+            "-d", str(dest), *locks], cwd=ROOT, timeout=1200)
     _check([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", str(dest),
-            "-c", str(ROOT / "constraints.txt"), *WHEEL_REQUIREMENTS], cwd=ROOT, timeout=1200)
-    # pip download saves our own projects as sdists; the images install those from source instead.
-    for own in [*dest.glob("talker-*.tar.gz"), *dest.glob("dingtalk_relay-*.tar.gz"), *dest.glob("dingtalk-relay-*")]:
-        own.unlink()
+            "-c", str(ROOT / "constraints.txt"), *SINK_REQUIREMENTS], cwd=ROOT, timeout=1200)
     stamp_file.write_text(stamp)
     log(f"wheels ready in {dest} ({time.monotonic() - started:.0f}s)")
     return dest
