@@ -13,6 +13,7 @@ SMOKE_ARGS ?= $(if $(FAULT),--fault)
 
 ## up: start the compose stack (GPU overlay when nvidia-smi works) and wait until every service is healthy
 up:
+	@python3 stack/compose_check.py $(COMPOSE)
 	@python3 stack/init_env.py
 	$(COMPOSE) $(COMPOSE_FILES) up -d --wait
 
@@ -57,7 +58,7 @@ load:
 
 ## compose-config: validate docker-compose.yml alone and with the GPU and debug overlays
 compose-config:
-	GRAFANA_ADMIN_PASSWORD=$${GRAFANA_ADMIN_PASSWORD:-validate} $(COMPOSE) -f docker-compose.yml config -q
-	GRAFANA_ADMIN_PASSWORD=$${GRAFANA_ADMIN_PASSWORD:-validate} $(COMPOSE) -f docker-compose.yml -f docker-compose.gpu.yml config -q
-	GRAFANA_ADMIN_PASSWORD=$${GRAFANA_ADMIN_PASSWORD:-validate} $(COMPOSE) -f docker-compose.yml -f docker-compose.debug.yml config -q
+	$(COMPOSE) -f docker-compose.yml config -q
+	$(COMPOSE) -f docker-compose.yml -f docker-compose.gpu.yml config -q
+	$(COMPOSE) -f docker-compose.yml -f docker-compose.debug.yml config -q
 	@echo "compose files valid"
