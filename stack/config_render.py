@@ -14,7 +14,10 @@ servers (compose runs it as the one-shot `config-init` service). It changes only
   SMTP_AUTH_PASSWORD; both auth fields dropped when SMTP_AUTH_USERNAME is empty;
 - timings per profile (scrape/evaluation intervals, alert `for` caps, Alertmanager group timers);
 - target addresses (`addresses`: service name -> host:port), the `gpu_expected` target label and
-  the dcgm-exporter job (`gpu`), external labels (CLUSTER_NAME, DEPLOY_ENV).
+  the dcgm-exporter job (`gpu`), external labels (CLUSTER_NAME, DEPLOY_ENV);
+- runbook links: the rules' `runbook_url`s are written against RUNBOOK_SOURCE (docs/runbook.md of the
+  upstream repository); they are rewritten to RUNBOOK_BASE_URL (default: the copy of docs/runbook.md
+  rendered here into runbook/index.html, which compose serves from Grafana at /public/runbook/).
 
 Standard library + PyYAML only: it runs in the relay image.
 """
@@ -25,7 +28,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -35,9 +37,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
+from stack.runbook_html import render_runbook
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_SRC = REPO_ROOT / "prometheus"
 ALERTMANAGER_SRC = REPO_ROOT / "alertmanager"
+RUNBOOK_SRC = REPO_ROOT / "docs" / "runbook.md"
+# The base every `runbook_url` in prometheus/rules is written with; each is `RUNBOOK_SOURCE#<alert lowercased>`.
+RUNBOOK_SOURCE = "https://github.com/talker-stack/talker-stack/blob/main/docs/runbook.md"
+# Where compose's Grafana serves the rendered runbook (relative to GRAFANA_URL): the default base.
+GRAFANA_RUNBOOK_PATH = "/public/runbook/index.html"
 
 # Where each service listens in compose, as written in the committed configs.
 DEFAULT_ADDRESSES: dict[str, str] = {
@@ -45,7 +54,7 @@ DEFAULT_ADDRESSES: dict[str, str] = {
     "dingtalk-relay": "dingtalk-relay:8060",
     "node-exporter": "node-exporter:9100",
     "alertmanager": "alertmanager:9093",
-    "prometheus": "localhost:9090",
+    "prometheus": "prometheus-web:9090",
     "mailpit": "mailpit:1025",
     "dcgm-exporter": "dcgm-exporter:9400",
 }
@@ -67,8 +76,9 @@ ENV_DEFAULTS: dict[str, str] = {
     "PROMETHEUS_URL": "http://localhost:9090",
     # Where ALERTMANAGER reads the relay's bearer token (a path in its container, not on this machine).
     "RELAY_WEBHOOK_TOKEN_FILE": "/run/secrets/relay_webhook_token",
+    "RUNBOOK_BASE_URL": "",  # empty = GRAFANA_URL + GRAFANA_RUNBOOK_PATH
 }
-URL_VARIABLES = ("GRAFANA_URL", "ALERTMANAGER_URL", "PROMETHEUS_URL")
+URL_VARIABLES = ("GRAFANA_URL", "ALERTMANAGER_URL", "PROMETHEUS_URL", "RUNBOOK_BASE_URL")
 PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
 # Values end up inside HTML and Go templates: refuse anything that could open a tag or an action.
 SAFE_URL = re.compile(r"^https?://[^\s\"'<>{}`]+$")
@@ -116,6 +126,7 @@ class RenderedConfig:
     alertmanager_config: Path
     rules_dir: Path
     templates_dir: Path
+    runbook_page: Path
     profile: str
     # Flags the process starting the server should add (besides --config.file and storage paths).
     prometheus_args: list[str] = field(default_factory=list)
@@ -142,6 +153,10 @@ def _format_duration(seconds: float) -> str:
 def _settings(env: Mapping[str, str]) -> dict[str, str]:
     values = {name: env.get(name, default) or default for name, default in ENV_DEFAULTS.items()}
     values["SMTP_AUTH_PASSWORD"] = env.get("SMTP_AUTH_PASSWORD", "")
+    if not values["RUNBOOK_BASE_URL"]:
+        values["RUNBOOK_BASE_URL"] = values["GRAFANA_URL"].rstrip("/") + GRAFANA_RUNBOOK_PATH
+    if "#" in values["RUNBOOK_BASE_URL"]:
+        raise RenderError("RUNBOOK_BASE_URL must not contain '#': each alert appends #<alertname>")
     for name in URL_VARIABLES:
         values[name] = values[name].rstrip("/")
         if not SAFE_URL.match(values[name]):
@@ -255,10 +270,13 @@ def _render_prometheus(
     rules_dir = _emptied(prom_dir / "rules", "*.yml")
     for source in sorted((PROMETHEUS_SRC / "rules").glob("*.yml")):
         target = rules_dir / source.name
+        # A plain text replacement keeps the comments; the URL was checked against SAFE_URL (no spaces,
+        # quotes or braces), so it cannot change the YAML around it.
+        text = source.read_text(encoding="utf-8").replace(RUNBOOK_SOURCE, values["RUNBOOK_BASE_URL"])
         if profile is None:
-            shutil.copyfile(source, target)  # verbatim keeps the comments for whoever reads the volume
+            target.write_text(text, encoding="utf-8")  # verbatim keeps the comments for whoever reads the volume
             continue
-        rules = yaml.safe_load(source.read_text(encoding="utf-8"))
+        rules = yaml.safe_load(text)
         for group in rules.get("groups", []):
             for rule in group.get("rules", []):
                 if "for" in rule and parse_duration(rule["for"]) > profile.for_cap_seconds:
@@ -343,11 +361,15 @@ def render(
     out_dir = Path(out_dir)
     prometheus_config, rules_dir = _render_prometheus(out_dir, chosen, values, moved, gpu)
     alertmanager_config, templates_dir = _render_alertmanager(out_dir, chosen, values, moved)
+    runbook_page = out_dir / "runbook" / "index.html"
+    runbook_page.parent.mkdir(parents=True, exist_ok=True)
+    runbook_page.write_text(render_runbook(RUNBOOK_SRC.read_text(encoding="utf-8")), encoding="utf-8")
     return RenderedConfig(
         prometheus_config=prometheus_config,
         alertmanager_config=alertmanager_config,
         rules_dir=rules_dir,
         templates_dir=templates_dir,
+        runbook_page=runbook_page,
         profile=profile,
         prometheus_args=[f"--web.external-url={values['PROMETHEUS_URL']}", *(chosen.prometheus_args if chosen else ())],
         # A single Alertmanager: no gossip port (9094) to collide with or to expose.

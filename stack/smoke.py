@@ -22,6 +22,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from stack.alertpath import (
@@ -55,7 +56,7 @@ class Endpoints:
 
     @classmethod
     def compose(cls) -> Endpoints:
-        return cls("http://talker:8000", "http://talker:8001/metrics", "http://prometheus:9090",
+        return cls("http://talker:8000", "http://talker:8001/metrics", "http://prometheus-web:9090",
                    "http://alertmanager:9093", "http://dingtalk-relay:8060", "http://dingtalk-standin:8070",
                    "http://mailpit:8025")
 
@@ -256,7 +257,7 @@ def set_fault(ep: Endpoints, body: dict[str, Any] | None) -> None:
 
 def fault_alert(ep: Endpoints, timeout: float) -> dict[str, float]:
     if not ep.admin_token:
-        raise SmokeFailure("talker fault injection", "no admin token: set TALKER_ADMIN_TOKEN or --admin-token")
+        raise SmokeFailure("talker fault injection", "no admin token: set TALKER_ADMIN_TOKEN(_FILE) or --admin-token")
     print(f"[smoke] fault injection: error_rate=0.5 -> {FAULT_ALERT} fires, is delivered, resolves", flush=True)
     channels = Channels(ep)
     prom, am = Prometheus(ep.prometheus), Alertmanager(ep.alertmanager)
@@ -298,8 +299,15 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Endpoints]:
         parser.add_argument(f"--{name.replace('_', '-')}", default=getattr(defaults, name) if env_value is None
                             else env_value,
                             help=f"URL (env SMOKE_{name.upper()}_URL); --dingtalk '' for real DingTalk")
-    parser.add_argument("--admin-token", default=os.environ.get("TALKER_ADMIN_TOKEN", ""))
+    parser.add_argument("--admin-token", default=os.environ.get("TALKER_ADMIN_TOKEN", ""),
+                        help="talker's admin token (env TALKER_ADMIN_TOKEN, or the file TALKER_ADMIN_TOKEN_FILE)")
     args = parser.parse_args(argv)
+    if not args.admin_token and os.environ.get("TALKER_ADMIN_TOKEN_FILE"):
+        token_file = Path(os.environ["TALKER_ADMIN_TOKEN_FILE"])
+        try:
+            args.admin_token = token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            parser.error(f"cannot read TALKER_ADMIN_TOKEN_FILE {token_file}: {exc.strerror}")
     ep = Endpoints(args.talker, args.talker_metrics, args.prometheus, args.alertmanager, args.relay,
                    args.dingtalk.rstrip("/"), args.mailpit, args.admin_token)
     return args, ep

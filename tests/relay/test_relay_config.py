@@ -57,6 +57,18 @@ targets:
     assert db.at_all and db.mention_severities == {"critical", "warning"} and db.api_base == "http://standin:8070"
 
 
+def test_relay_empty_secret_file_means_unsigned_robot_but_empty_token_file_is_an_error(tmp_path: Path):
+    # Compose mounts secrets/dingtalk_secret always; a robot without 加签 leaves it empty.
+    (tmp_path / "token").write_text("file-token\n")
+    (tmp_path / "secret").write_text("\n")
+    s = settings(dingtalk_token_file=tmp_path / "token", dingtalk_secret_file=tmp_path / "secret")
+    [target] = load_targets(s).values()
+    assert target.token.get_secret_value() == "file-token" and target.secret is None
+    (tmp_path / "token").write_text("")
+    with pytest.raises(TargetConfigError, match=r"token_file .* is empty"):
+        load_targets(s)
+
+
 @pytest.mark.parametrize(
     ("yaml_text", "env", "expected"),
     [

@@ -2,13 +2,18 @@
 offline (stand-ins for the upstream images from Debian packages, ours from a host wheel directory), the
 stack brought up with `--wait`, `make smoke`'s checks run on its network, then `down -v`.
 
+The hardening is checked on the running containers: from inside talker nothing of the monitoring and
+alerting side answers (while the relay, on that side, reaches it all: the probe can tell), `docker inspect`
+shows no secret, and every container runs with the capabilities, user, root filesystem and memory limit
+the compose file promises.
+
 No skipping: if the engine cannot start or an image cannot be built, the test fails with the reason.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import secrets
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,9 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from stack import images
+from stack import images, init_env
 from stack.docker_env import DockerUnavailable, ensure_docker
-from stack.init_env import ensure_secret_files
 from stack.procs import free_port
 
 pytestmark = pytest.mark.docker
@@ -28,12 +32,11 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ["talker", "dingtalk-relay", "dingtalk-standin", "prometheus", "alertmanager", "node-exporter", "mailpit"]
 
 
-def compose_env(project: str) -> dict[str, str]:
+def compose_env(project: str, secrets_dir: Path) -> dict[str, str]:
     return {
         **os.environ,
         "COMPOSE_PROJECT_NAME": project,
-        "GRAFANA_ADMIN_PASSWORD": "compose-e2e",
-        "TALKER_ADMIN_TOKEN": secrets.token_urlsafe(16),
+        "SECRETS_DIR": str(secrets_dir),
         "ALERT_PROFILE": "fast",
         "PROMETHEUS_RESEND_DELAY": "1s",
         "PYTHON_BASE_IMAGE": images.PYTHON_IMAGE,
@@ -76,22 +79,96 @@ def docker_compose_ready() -> str:
 
 
 @pytest.fixture(scope="module")
-def project_env(docker_compose_ready: str) -> Iterator[dict[str, str]]:
-    env = compose_env(f"talkerstack-e2e-{os.getpid()}")
-    ensure_secret_files(ROOT)  # what `make up` does first: the compose file mounts secrets/*
+def secrets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What `make up` creates on first run: random passwords/tokens, the demo robot, empty SMTP password."""
+    directory = tmp_path_factory.mktemp("stack") / "secrets"
+    init_env.ensure_secrets(directory, {})
+    return directory
+
+
+@pytest.fixture(scope="module")
+def project_env(docker_compose_ready: str, secrets_dir: Path) -> Iterator[dict[str, str]]:
+    env = compose_env(f"talkerstack-e2e-{os.getpid()}", secrets_dir)
     yield env
     compose(env, "down", "-v", "--remove-orphans", "--timeout", "5", timeout=180)
 
 
-def test_stack_compose_config_validates_plain_and_gpu(docker_compose_ready: str) -> None:
-    env = {**os.environ, "GRAFANA_ADMIN_PASSWORD": "validate"}
+def test_stack_compose_config_validates_plain_and_gpu(docker_compose_ready: str, secrets_dir: Path) -> None:
+    env = {**os.environ, "SECRETS_DIR": str(secrets_dir)}
     for files in (["-f", "docker-compose.yml"], ["-f", "docker-compose.yml", "-f", "docker-compose.gpu.yml"],
                   ["-f", "docker-compose.yml", "-f", "docker-compose.debug.yml"]):
-        check(compose(env, *files, "config", "-q", timeout=60), f"docker compose {' '.join(files)} config")
-    # The Grafana password is required: a stack must not come up with a default admin password.
-    no_password = {k: v for k, v in os.environ.items() if k != "GRAFANA_ADMIN_PASSWORD"}
-    refused = compose(no_password, "-f", "docker-compose.yml", "--env-file", "/dev/null", "config", "-q", timeout=60)
-    assert refused.returncode != 0 and "GRAFANA_ADMIN_PASSWORD" in refused.stderr
+        proc = compose(env, *files, "config", timeout=60)
+        check(proc, f"docker compose {' '.join(files)} config")
+        for name, value in random_secrets(secrets_dir).items():
+            assert value not in proc.stdout, f"{name} is in the resolved compose config"
+
+
+def random_secrets(secrets_dir: Path) -> dict[str, str]:
+    """The generated secrets (the DingTalk demo robot's values are the stand-in's own, public ones)."""
+    demo = {init_env.DINGTALK_DEMO_TOKEN, init_env.DINGTALK_DEMO_SECRET, ""}
+    values = {p.name: p.read_text() for p in secrets_dir.iterdir() if p.read_text() not in demo}
+    assert set(values) == {"grafana_admin_password", "talker_admin_token", "relay_webhook_token"}
+    return values
+
+
+# Run inside a container: which of these answer a TCP connect? ("refused"/"unresolvable" = unreachable.)
+PROBE = """
+import json, socket, sys
+result = {}
+for target in sys.argv[1:]:
+    host, port = target.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+        result[target] = "open"
+    except socket.gaierror:
+        result[target] = "unresolvable"
+    except OSError as exc:
+        result[target] = type(exc).__name__
+print(json.dumps(result))
+"""
+# The monitoring and alerting side: Prometheus (lifecycle API), Alertmanager (silences), the relay (pages
+# on-call), the mail server, node-exporter. `prometheus-web` is Prometheus' listening alias.
+GUARDED = ["prometheus:9090", "prometheus-web:9090", "alertmanager:9093", "dingtalk-relay:8060", "mailpit:1025",
+           "mailpit:8025", "node-exporter:9100", "dingtalk-standin:8070"]
+
+
+def probe_from(env: dict[str, str], service: str, targets: list[str]) -> dict[str, str]:
+    proc = compose(env, "exec", "-T", service, "python3", "-c", PROBE, *targets, timeout=120)
+    check(proc, f"probe from {service}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def check_isolation(env: dict[str, str]) -> None:
+    from_talker = probe_from(env, "talker", ["127.0.0.1:8000", *GUARDED])
+    assert from_talker.pop("127.0.0.1:8000") == "open", "the probe itself does not work"
+    reachable = [target for target, outcome in from_talker.items() if outcome == "open"]
+    assert reachable == [], f"talker reaches {reachable}: {from_talker}"
+    # The same probe from the relay (monitoring + alerting side) reaches what it must: not a dead probe.
+    from_relay = probe_from(env, "dingtalk-relay", ["prometheus-web:9090", "alertmanager:9093", "mailpit:1025",
+                                                    "dingtalk-standin:8070", "talker:8001"])
+    assert from_relay == {"prometheus-web:9090": "open", "alertmanager:9093": "open", "mailpit:1025": "open",
+                          "dingtalk-standin:8070": "open", "talker:8001": "unresolvable"}, from_relay
+
+
+def check_containers(env: dict[str, str], secrets_dir: Path) -> None:
+    ids = compose(env, "ps", "-q", timeout=60).stdout.split()
+    assert len(ids) == len(SERVICES), ids
+    inspected = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True).stdout
+    robot = {init_env.DINGTALK_DEMO_TOKEN, init_env.DINGTALK_DEMO_SECRET}
+    for container in json.loads(inspected):
+        name, host = container["Config"]["Labels"]["com.docker.compose.service"], container["HostConfig"]
+        text = json.dumps(container)
+        for secret, value in random_secrets(secrets_dir).items():
+            assert value not in text, f"{secret} is visible in `docker inspect` of {name}"
+        if name != "dingtalk-standin":  # the stand-in's demo robot is its own configuration, nobody else's
+            assert not any(value in text for value in robot), f"DingTalk robot credentials in {name}'s inspect"
+        assert host["CapDrop"] == ["ALL"] and not host["CapAdd"], name
+        assert "no-new-privileges:true" in host["SecurityOpt"], name
+        assert host["ReadonlyRootfs"] is True, name
+        assert host["Memory"] > 0, name
+        assert host["Privileged"] is False, name
+        user = container["Config"]["User"] or "root"
+        assert user.split(":")[0] not in ("root", "0"), f"{name} runs as {user}"
 
 
 def test_stack_compose_up_and_smoke_offline(project_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -111,6 +188,11 @@ def test_stack_compose_up_and_smoke_offline(project_env: dict[str, str], capsys:
             logs = compose(project_env, "logs", "--tail=30", timeout=60)
             pytest.fail(f"compose up --wait failed:\n{up.stderr[-3000:]}\n--- logs ---\n{logs.stdout[-6000:]}")
         step("compose up --wait: all services healthy", started)
+        check_isolation(project_env)
+        step("from inside talker: Prometheus, Alertmanager, relay, mail server unreachable", started)
+        check_containers(project_env, Path(project_env["SECRETS_DIR"]))
+        step("docker inspect: no secret; dropped caps, no-new-privileges, read-only, memory limit, non-root",
+             started)
 
         smoke = compose(project_env, "run", "--rm", "--no-deps", "-T", "smoke", "--fault", "--timeout", "150",
                         timeout=420)

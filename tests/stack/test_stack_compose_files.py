@@ -72,6 +72,10 @@ def test_stack_monitoring_configs_are_rendered_into_read_only_volumes() -> None:
     grafana = services["grafana"]
     assert grafana["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
     assert "./grafana/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
+    # Grafana logs an error for each provisioning directory it cannot read.
+    for kind in ("datasources", "dashboards", "plugins", "alerting"):
+        files = [p for p in (ROOT / "grafana/provisioning" / kind).glob("*.yml")]
+        assert files and all(yaml.safe_load(f.read_text())["apiVersion"] == 1 for f in files), kind
 
 
 def test_stack_gpu_overlay_reserves_nvidia_devices_and_adds_dcgm() -> None:
@@ -131,3 +135,91 @@ def test_stack_node_exporter_excludes_host_mountpoints_it_reports() -> None:
         assert pattern.search(excluded), excluded
     for kept in ("/", "/data", "/var/lib/docker", "/home", "/etc-data"):
         assert not pattern.search(kept), kept
+
+
+# --- hardening -------------------------------------------------------------------------------------
+# What may differ from "read-only root, no capabilities, no new privileges, memory limit, non-root":
+WRITABLE_ROOT = {"dcgm-exporter"}  # DCGM writes under /var/log and /tmp; no documented read-only mode
+CAPS_ADDED = {"config-init": ["CHOWN"], "dcgm-exporter": ["SYS_ADMIN"]}
+ROOT_USER = {"config-init", "dcgm-exporter"}  # takes over the config volumes with CHOWN alone; DCGM
+# Upstream images whose default user is already non-root (prom/*: nobody; grafana: 472).
+NON_ROOT_IMAGES = {"prometheus", "alertmanager", "node-exporter", "grafana"}
+
+
+def all_services() -> dict[str, dict[str, Any]]:
+    return {**load("docker-compose.yml")["services"],
+            "dcgm-exporter": load("docker-compose.gpu.yml")["services"]["dcgm-exporter"]}
+
+
+def test_stack_every_service_is_hardened() -> None:
+    for name, service in all_services().items():
+        assert service.get("cap_drop") == ["ALL"], name
+        assert service.get("cap_add", []) == CAPS_ADDED.get(name, []), name
+        assert "no-new-privileges:true" in service.get("security_opt", []), name
+        assert bool(service.get("read_only")) is (name not in WRITABLE_ROOT), name
+        assert re.fullmatch(r"(\$\{[A-Z_]+_MEMORY_LIMIT:-)?\d+[mg]\}?", str(service.get("mem_limit", ""))), name
+        assert "privileged" not in service and "pid" not in service, name
+        user = str(service.get("user", ""))
+        if name in ROOT_USER:
+            continue
+        if user:
+            assert not user.startswith("0") and not user.startswith("root"), name
+        else:
+            assert name in OUR_IMAGES or name in NON_ROOT_IMAGES or service["image"].startswith(
+                "${RELAY_IMAGE"), f"{name}: runs as the image's user, which is not known to be non-root"
+
+
+def test_stack_networks_keep_talker_away_from_monitoring_and_alerting() -> None:
+    services = all_services()
+
+    def networks(name: str) -> set[str]:
+        value = services[name].get("networks", [])
+        return set(value if isinstance(value, list) else value.keys())
+
+    assert networks("talker") == {"talker"}
+    on_talker_net = {name for name in services if "talker" in networks(name)}
+    # Besides talker itself: Prometheus (scrapes it, listens elsewhere) and the smoke tool (tools profile).
+    assert on_talker_net == {"talker", "prometheus", "smoke"}
+    for name in ("alertmanager", "dingtalk-relay", "mailpit", "node-exporter", "grafana", "dcgm-exporter",
+                 "dingtalk-standin"):
+        assert "talker" not in networks(name), name
+    assert services["config-init"]["network_mode"] == "none"
+    assert networks("mailpit") == {"alerting"} and networks("dingtalk-standin") == {"alerting"}
+
+    prometheus = services["prometheus"]
+    listen = next(a for a in prometheus["command"] if a.startswith("--web.listen-address="))
+    host = listen.split("=", 1)[1].rsplit(":", 1)[0]
+    # The alias exists on the monitoring network only, so Prometheus has no open port on the talker one.
+    assert prometheus["networks"]["monitoring"]["aliases"] == [host]
+    assert not prometheus["networks"]["talker"]
+    assert host in " ".join(prometheus["healthcheck"]["test"])
+    # Docker publishes a port (debug overlay) on the network whose name sorts first.
+    assert sorted(prometheus["networks"])[0] == "monitoring"
+    for name in ("prometheus", "alertmanager"):
+        assert "--web.route-prefix=/" in services[name]["command"], name
+
+
+SECRET_WORDS = re.compile(r"TOKEN|SECRET|PASSWORD", re.IGNORECASE)
+
+
+def test_stack_secrets_are_files_never_environment() -> None:
+    compose = load("docker-compose.yml")
+    declared = set(compose["secrets"])
+    for name, service in all_services().items():
+        for key, value in (service.get("environment") or {}).items():
+            if SECRET_WORDS.search(key):
+                assert key.endswith("_FILE"), f"{name}: {key} would put a secret into `docker inspect`"
+                assert str(value).startswith("/run/secrets/"), (name, key, value)
+                secret = str(value).removeprefix("/run/secrets/")
+                assert secret in declared and (secret in service.get("secrets", []) or name == "config-init"), (
+                    name, key)
+            # No value is interpolated from a secret-named variable of .env or the shell.
+            assert not re.search(r"\$\{[A-Z_]*(TOKEN|SECRET|PASSWORD)", str(value)), (name, key, value)
+    # The stand-in knows the demo robot only: no secret is mounted there, no variable passes one on.
+    standin = compose["services"]["dingtalk-standin"]
+    assert "secrets" not in standin
+    assert standin["environment"] == {
+        "DINGTALK_STANDIN_ROBOTS": "demo-token:SECdemo-signing-secret-for-the-standin:${DINGTALK_KEYWORD:-告警}"}
+    for spec in compose["secrets"].values():
+        assert spec["file"].startswith("${SECRETS_DIR:-./secrets}/"), spec
+    assert "/secrets/" in (ROOT / ".gitignore").read_text().splitlines()

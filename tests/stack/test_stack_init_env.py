@@ -1,57 +1,100 @@
-"""`make up` on a fresh checkout: .env is created from .env.example with random secrets, never overwritten."""
+"""`make up` on a fresh checkout: .env (0600 from creation, no secrets) and secrets/ (0700) are created, the
+secret values are never printed, and neither is ever overwritten."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
+SECRET_FILES = {"grafana_admin_password", "talker_admin_token", "dingtalk_token", "dingtalk_secret",
+                "smtp_auth_password", "relay_webhook_token"}
 
 
-def run_init(root: Path) -> subprocess.CompletedProcess[str]:
+def run_init(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     (root / "stack").mkdir(exist_ok=True)
     shutil.copy(REPO / "stack" / "init_env.py", root / "stack" / "init_env.py")
-    return subprocess.run([sys.executable, str(root / "stack" / "init_env.py")], capture_output=True, text=True,
-                          check=True)
+    env = {k: v for k, v in os.environ.items() if k != "SECRETS_DIR"}
+    return subprocess.run([sys.executable, str(root / "stack" / "init_env.py"), *args], capture_output=True,
+                          text=True, check=True, env=env)
 
 
-def parse(text: str) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_stack_first_make_up_creates_env_with_random_secrets(tmp_path: Path) -> None:
+def test_stack_first_make_up_creates_env_and_secret_files_without_printing_them(tmp_path: Path) -> None:
     shutil.copy(REPO / ".env.example", tmp_path / ".env.example")
     first = run_init(tmp_path)
-    env = (tmp_path / ".env").read_text()
-    values, example = parse(env), parse((REPO / ".env.example").read_text())
-    assert len(values["GRAFANA_ADMIN_PASSWORD"]) >= 20 and len(values["TALKER_ADMIN_TOKEN"]) >= 20
-    assert values["GRAFANA_ADMIN_PASSWORD"] != values["TALKER_ADMIN_TOKEN"]
-    assert values["GRAFANA_ADMIN_PASSWORD"] in first.stdout  # the user learns the password once
-    assert {k: v for k, v in values.items() if k not in ("GRAFANA_ADMIN_PASSWORD", "TALKER_ADMIN_TOKEN")} == {
-        k: v for k, v in example.items() if k not in ("GRAFANA_ADMIN_PASSWORD", "TALKER_ADMIN_TOKEN")
-    }
-    assert (tmp_path / ".env").stat().st_mode & 0o077 == 0  # secrets: readable by the owner only
+    assert (tmp_path / ".env").read_text() == (REPO / ".env.example").read_text()
+    assert mode(tmp_path / ".env") == 0o600
 
-    run_init(tmp_path)
-    assert (tmp_path / ".env").read_text() == env, "an existing .env must never be rewritten"
+    secrets_dir = tmp_path / "secrets"
+    assert mode(secrets_dir) == 0o700  # the boundary that keeps other host users out
+    assert {p.name for p in secrets_dir.iterdir()} == SECRET_FILES  # no temporary file left behind
+    values = {p.name: p.read_text() for p in secrets_dir.iterdir()}
+    randoms = [values[n] for n in ("grafana_admin_password", "talker_admin_token", "relay_webhook_token")]
+    assert all(len(v) >= 24 for v in randoms) and len(set(randoms)) == 3
+    # The demo robot is the stand-in's; compose gives the stand-in exactly these (and nothing else).
+    assert values["dingtalk_token"] == "demo-token"
+    assert values["dingtalk_secret"] == "SECdemo-signing-secret-for-the-standin"
+    assert values["smtp_auth_password"] == ""
+    for name in SECRET_FILES:
+        assert mode(secrets_dir / name) & 0o022 == 0, name  # nobody else may change a secret
+        assert str(secrets_dir / name) in first.stdout  # the user learns where each one is ...
+    for value in filter(None, values.values()):
+        assert value not in first.stdout + first.stderr  # ... and never its value
 
-
-def test_stack_make_up_creates_the_relay_webhook_token_once(tmp_path: Path) -> None:
-    shutil.copy(REPO / ".env.example", tmp_path / ".env.example")
-    first = run_init(tmp_path)
-    token_file = tmp_path / "secrets" / "relay_webhook_token"
-    token = token_file.read_text()
-    assert len(token.strip()) >= 40 and token.endswith("\n")
-    assert str(token_file) in first.stdout and token.strip() not in first.stdout  # where, never what
-    # The directory is the owner's alone; the file must stay readable by the containers' non-root users
-    # (compose bind-mounts file secrets with their host mode).
-    assert (tmp_path / "secrets").stat().st_mode & 0o777 == 0o700
-    assert token_file.stat().st_mode & 0o777 == 0o644
-    run_init(tmp_path)
-    assert token_file.read_text() == token, "an existing secret must never be rewritten"
-    token_file.unlink()  # a lost secret comes back (new value) even when .env already exists
     again = run_init(tmp_path)
-    assert token_file.read_text() != token and str(token_file) in again.stdout
-    assert "/secrets/" in (REPO / ".gitignore").read_text().splitlines()
+    assert again.stdout == ""
+    assert {p.name: p.read_text() for p in secrets_dir.iterdir()} == values, "secrets must never be regenerated"
+    # A lost secret comes back (with a new value) even though .env exists.
+    (secrets_dir / "relay_webhook_token").unlink()
+    third = run_init(tmp_path)
+    assert str(secrets_dir / "relay_webhook_token") in third.stdout
+    assert (secrets_dir / "relay_webhook_token").read_text() not in ("", values["relay_webhook_token"])
+
+
+def test_stack_init_env_moves_secrets_of_an_older_env_into_files(tmp_path: Path) -> None:
+    shutil.copy(REPO / ".env.example", tmp_path / ".env.example")
+    (tmp_path / ".env").write_text("DINGTALK_TOKEN=real-robot-token\nGRAFANA_ADMIN_PASSWORD=kept-password\n")
+    out = run_init(tmp_path).stdout
+    assert (tmp_path / "secrets/dingtalk_token").read_text() == "real-robot-token"
+    assert (tmp_path / "secrets/grafana_admin_password").read_text() == "kept-password"
+    assert "remove DINGTALK_TOKEN from" in out and "real-robot-token" not in out
+    assert (tmp_path / ".env").read_text().startswith("DINGTALK_TOKEN=real-robot-token")  # .env is never rewritten
+
+
+def test_stack_env_file_never_exists_half_written_or_with_a_wider_mode(tmp_path: Path) -> None:
+    """A write that fails half-way leaves no .env at all: the file only appears, complete and 0600, once
+    written (write_text + chmod had a window with the umask's mode and could leave a partial file)."""
+    sys.path.insert(0, str(REPO / "stack"))
+    try:
+        import init_env
+    finally:
+        sys.path.pop(0)
+    target = tmp_path / ".env"
+    old_umask = os.umask(0)  # the mode must not depend on the caller's umask
+    try:
+        with pytest.raises(UnicodeEncodeError):
+            init_env.create_file(target, "A=1\n" * 1000 + "B=\ud800\n")  # cannot be encoded: fails mid-write
+        assert not target.exists()
+        assert list(tmp_path.iterdir()) == []  # nor a temporary file
+        assert init_env.create_file(target, "A=1\n")
+    finally:
+        os.umask(old_umask)
+    assert mode(target) == 0o600
+    assert not init_env.create_file(target, "other")  # never replaced
+    assert target.read_text() == "A=1\n"
+
+
+@pytest.mark.parametrize("name", sorted(SECRET_FILES))
+def test_stack_every_secret_is_mounted_from_secrets_dir(name: str) -> None:
+    text = (REPO / "docker-compose.yml").read_text()
+    assert f"file: ${{SECRETS_DIR:-./secrets}}/{name}\n" in text

@@ -63,7 +63,8 @@ class Target:
 
 
 def _read_secret(
-    name: str, field_name: str, value: Any, file: Any, env: Any, environ: Mapping[str, str]
+    name: str, field_name: str, value: Any, file: Any, env: Any, environ: Mapping[str, str],
+    *, empty_file_is_unset: bool = False,
 ) -> SecretStr | None:
     given = [k for k, v in (("", value), ("_file", file), ("_env", env)) if v not in (None, "")]
     if len(given) > 1:
@@ -77,6 +78,8 @@ def _read_secret(
         except OSError as exc:
             raise TargetConfigError(f"target {name!r}: cannot read {field_name}_file {file} ({exc.strerror})") from None
         if not text:
+            if empty_file_is_unset:  # compose always mounts secrets/dingtalk_secret: empty = unsigned robot
+                return None
             raise TargetConfigError(f"target {name!r}: {field_name}_file {file} is empty")
         return SecretStr(text)
     if env not in (None, ""):
@@ -106,7 +109,8 @@ def build_target(name: str, raw: Mapping[str, Any], default_api_base: str, envir
     token = _read_secret(name, "token", raw.get("token"), raw.get("token_file"), raw.get("token_env"), environ)
     if token is None or not token.get_secret_value():
         raise TargetConfigError(f"target {name!r}: token (or token_file / token_env) is required")
-    secret = _read_secret(name, "secret", raw.get("secret"), raw.get("secret_file"), raw.get("secret_env"), environ)
+    secret = _read_secret(name, "secret", raw.get("secret"), raw.get("secret_file"), raw.get("secret_env"), environ,
+                          empty_file_is_unset=True)
     severities = _str_list(name, "mention_severities", raw.get("mention_severities", ["critical"]))
     at_all = raw.get("at_all", False)
     if not isinstance(at_all, bool):

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -60,8 +60,10 @@ class Settings(BaseSettings):
     # Names not listed use the default voice of the engine the model selects.
     openai_voice_map: str = ""
 
-    # Fault injection (POST/DELETE /admin/faults) is enabled only when this is set.
+    # Fault injection (POST/DELETE /admin/faults) is enabled only when this is set, directly or through
+    # admin_token_file (a mounted secret such as /run/secrets/talker_admin_token; an empty file = off).
     admin_token: SecretStr | None = None
+    admin_token_file: Path | None = None
 
     # Logging
     log_level: str = "INFO"
@@ -85,6 +87,19 @@ class Settings(BaseSettings):
                 raise ValueError(f"TALKER_OPENAI_VOICE_MAP entry {entry.strip()!r} is not name=voice_id")
             mapping[name.strip().lower()] = voice.strip()
         return mapping
+
+    @model_validator(mode="after")
+    def _read_admin_token_file(self) -> Settings:
+        if self.admin_token_file is None:
+            return self
+        if self.admin_token is not None:
+            raise ValueError("set TALKER_ADMIN_TOKEN or TALKER_ADMIN_TOKEN_FILE, not both")
+        try:
+            token = self.admin_token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read TALKER_ADMIN_TOKEN_FILE {self.admin_token_file}: {exc.strerror}") from None
+        self.admin_token = SecretStr(token) if token else None
+        return self
 
     @property
     def serve_metrics_on_api_port(self) -> bool:
