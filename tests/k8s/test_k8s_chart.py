@@ -173,6 +173,10 @@ def test_keda_scales_the_talker_deployment_on_its_load(variants: dict[str, list[
     assert scaled["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
                                                 "name": dep["metadata"]["name"]}
     assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (1, 6)
+    # Prometheus unreachable: hold 2 replicas rather than whatever the last answer was; no flapping down.
+    assert scaled["spec"]["fallback"] == {"failureThreshold": 3, "replicas": 2}
+    behavior = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior == {"scaleDown": {"stabilizationWindowSeconds": 300}}
     (trigger,) = scaled["spec"]["triggers"]
     assert trigger["type"] == "prometheus" and trigger["metricType"] == "AverageValue"
     meta = trigger["metadata"]
