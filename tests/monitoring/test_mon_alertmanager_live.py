@@ -129,3 +129,24 @@ def test_critical_mutes_warning_of_the_same_alert_only_on_the_same_mountpoint(
     found = poll_until(inhibited_by, timeout=20, what="the /data warning inhibited by the /data critical")
     assert found[("/", "warning")] == [], "a full /data must not hide a filling /"
     assert found[("/data", "critical")] == []
+
+
+def test_talker_down_mutes_its_own_cluster_only(alertmanager: tuple[str, WebhookRecorder, dict[str, Any]]) -> None:
+    # Pod IPs repeat across clusters: a dead pod in one cluster must not hide the same address in another.
+    base = alertmanager[0]
+    pod = {"service": "talker", "instance": "10.9.0.7:8001", "job": "talker", "namespace": "talker"}
+    post_alerts(base, [
+        {"labels": {**pod, "cluster": "gpu-a", "alertname": "TalkerDown", "severity": "critical"}},
+        {"labels": {**pod, "cluster": "gpu-a", "alertname": "TalkerHighLatency", "severity": "warning"}},
+        {"labels": {**pod, "cluster": "gpu-b", "alertname": "TalkerHighLatency", "severity": "warning"}},
+    ])
+
+    def inhibited_by() -> dict[tuple[str, str], list[str]] | None:
+        with urllib.request.urlopen(f"{base}/api/v2/alerts?filter=instance%3D%2210.9.0.7%3A8001%22",
+                                    timeout=10) as response:
+            listed = json.loads(response.read())
+        found = {(a["labels"]["cluster"], a["labels"]["alertname"]): a["status"]["inhibitedBy"] for a in listed}
+        return found if len(found) == 3 and found[("gpu-a", "TalkerHighLatency")] else None
+
+    found = poll_until(inhibited_by, timeout=20, what="TalkerHighLatency of gpu-a inhibited by TalkerDown of gpu-a")
+    assert found[("gpu-b", "TalkerHighLatency")] == [], "a TalkerDown in gpu-a must not mute gpu-b"
