@@ -10,6 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import httpx
 from fastapi.testclient import TestClient
+from talker.accelerators import EngineDevice
 from talker.app import create_app
 from talker.settings import Settings
 from talker.types import AvatarInfo, SpeechOutput, TalkOutput, VoiceInfo
@@ -83,6 +84,9 @@ class StuckModelPipeline:
 
     def load(self) -> dict[str, float]:
         return {}
+
+    def engine_devices(self) -> list[EngineDevice]:
+        return [EngineDevice("espeak", "cpu", gpu_wanted=False)]
 
     def voices(self) -> list[VoiceInfo]:
         return [VoiceInfo(id="en-us", engine="espeak", language="en-US", name="stand-in")]

@@ -7,6 +7,8 @@ small fixed sets: route templates, HTTP methods and status codes, STAGES, engine
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -20,6 +22,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from talker import __version__
+from talker.accelerators import EngineDevice
 from talker.types import STAGES
 
 # 5 ms .. 60 s: a cached voice list answers in ms, a long talking-head video takes tens of seconds.
@@ -165,6 +168,19 @@ class TalkerMetrics:
         self.model_load_seconds = Gauge(
             "talker_model_load_seconds", "Seconds each engine took to load at startup.", ["engine"], registry=r
         )
+        # Which provider each engine really runs on (set once the engines are loaded; absent before).
+        self.engine_info = Gauge(
+            "talker_engine_info",
+            "Always 1; the onnxruntime execution provider or torch device type an engine really runs on.",
+            ["engine", "provider"],
+            registry=r,
+        )
+        self.engine_cpu_fallback = Gauge(
+            "talker_engine_cpu_fallback",
+            "1 when a GPU was requested or available for the engine but it runs on the CPU, else 0.",
+            ["engine"],
+            registry=r,
+        )
         self.fault_active = Gauge(
             "talker_fault_injection_active", "1 while a fault of this kind is injected.", ["kind"], registry=r
         )
@@ -176,6 +192,16 @@ class TalkerMetrics:
             self.build_info.remove(*self._build_labels)
         self._build_labels = (__version__, tts_engine, device)
         self.build_info.labels(*self._build_labels).set(1)
+
+    def set_engine_devices(self, devices: Iterable[EngineDevice]) -> None:
+        self.engine_info.clear()
+        self.engine_cpu_fallback.clear()
+        fallback: dict[str, bool] = {}
+        for device in devices:
+            self.engine_info.labels(device.engine, device.provider).set(1)
+            fallback[device.engine] = fallback.get(device.engine, False) or device.cpu_fallback
+        for engine, on_cpu in fallback.items():
+            self.engine_cpu_fallback.labels(engine).set(1.0 if on_cpu else 0.0)
 
     def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
         self.http_requests.labels(method, route, str(status)).inc()

@@ -13,10 +13,11 @@ import time
 import numpy as np
 import torch
 
+from talker.accelerators import DevicePool, EngineDevice, device_type, gpu_wanted, nvml_gpu_count, resolve_devices
 from talker.animator.avatars import Avatar, load_avatars
 from talker.animator.encode import encode_mp4
 from talker.animator.mouth import frame_count, openness_track
-from talker.animator.renderer import MouthRenderer, resolve_device
+from talker.animator.renderer import RendererPool
 from talker.settings import Settings
 from talker.talk_stream import TalkStream
 from talker.tts import SpeechStream, SynthesizedSpeech
@@ -51,8 +52,10 @@ class Pipeline:
         self._espeak = EspeakEngine()
         self._piper: PiperEngine | None = None
         self._avatars: dict[str, Avatar] = {}
-        self._renderers: dict[str, MouthRenderer] = {}
+        self._renderers: dict[str, RendererPool] = {}
         self._device: str | None = None
+        self._devices: list[str] = []  # every torch device the renderer uses (all visible GPUs, or cpu)
+        self._visible_gpus = 0
         self._load_lock = threading.Lock()
         # Even edge: yuv420p needs even dimensions.
         self._size = max(16, settings.video_size - settings.video_size % 2)
@@ -67,10 +70,16 @@ class Pipeline:
             warm = self._espeak.synthesize(_WARMUP_TEXT, "en-us", prosody_for())
             timings["espeak"] = time.perf_counter() - t0
 
+            # Devices first: TALKER_DEVICE=cuda without a GPU fails here, before anything slow is loaded.
+            self._devices = resolve_devices(self._settings.device, torch.cuda)
+            self._visible_gpus = max(torch.cuda.device_count() if torch.cuda.is_available() else 0,
+                                     nvml_gpu_count())
+            gpu_ids = [int(d.split(":")[1]) for d in self._devices if d.startswith("cuda:")]
+
             if self._settings.enable_piper:
                 t0 = time.perf_counter()
                 piper = PiperEngine(self._settings.models_dir, device=self._settings.device,
-                                    threads=self._settings.engine_threads)
+                                    threads=self._settings.engine_threads, gpu_ids=gpu_ids)
                 try:
                     piper.load()
                     for voice in piper.voices()[:1]:
@@ -83,11 +92,12 @@ class Pipeline:
                         timings["piper"] = time.perf_counter() - t0
 
             t0 = time.perf_counter()
-            self._device = resolve_device(self._settings.device)
+            self._device = device_type(self._devices[0])
             if self._device == "cpu":
                 torch.set_num_threads(self._settings.engine_threads)
             self._avatars = load_avatars(self._settings.avatars_dir, self._size)
-            self._renderers = {a: MouthRenderer(avatar, self._device) for a, avatar in self._avatars.items()}
+            pool = DevicePool(self._devices)  # shared by all avatars: it balances jobs, not portraits
+            self._renderers = {a: RendererPool(avatar, pool) for a, avatar in self._avatars.items()}
             self._animate(warm, self._default_avatar_id(), _never)
             timings["animator"] = time.perf_counter() - t0
             log.info("pipeline loaded on %s: %s", self._device,
@@ -102,6 +112,20 @@ class Pipeline:
         if self._settings.device == "cpu":
             return "cpu"
         return "cuda" if self._settings.device == "cuda" or torch.cuda.is_available() else "cpu"
+
+    @property
+    def devices(self) -> list[str]:
+        return list(self._devices)
+
+    def engine_devices(self) -> list[EngineDevice]:
+        """What each engine really runs on (after load): espeak-ng is CPU-only by design; Piper reports its
+        sessions' providers, the renderer its torch device type."""
+        wanted = gpu_wanted(self._settings.device, self._visible_gpus)
+        found = [EngineDevice("espeak", "cpu", gpu_wanted=False)]
+        if self._piper is not None:
+            found += [EngineDevice("piper", provider, wanted) for provider in self._piper.providers]
+        found += [EngineDevice("renderer", kind, wanted) for kind in sorted({device_type(d) for d in self._devices})]
+        return found
 
     @property
     def default_engine(self) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from talker.accelerators import EngineDevice
 from talker.audio_formats import MEDIA_TYPES, open_encoder, sse_delta, sse_done
 from talker.faults import FaultConfig, FaultInjector
 from talker.limiter import Job, SynthesisLimiter
@@ -32,6 +33,7 @@ class PipelineLike(Protocol):
     default_engine: str
 
     def load(self) -> dict[str, float]: ...  # also warms every engine up (first-call costs paid here)
+    def engine_devices(self) -> list[EngineDevice]: ...  # what each engine really runs on, after load
     def voices(self) -> list[VoiceInfo]: ...
     def avatars(self) -> list[AvatarInfo]: ...
     def has_voice(self, voice_id: str) -> bool: ...
@@ -87,6 +89,7 @@ class TalkerService:
         self.limiter = SynthesisLimiter(settings.max_concurrency, settings.max_queue, on_change=self._on_slots)
         self.state = "loading"  # loading -> ready | failed
         self.load_seconds: dict[str, float] = {}
+        self.engine_devices: list[EngineDevice] = []
         self._loader: threading.Thread | None = None
         metrics.concurrency_limit.set(settings.max_concurrency)
         metrics.ready.set_function(lambda: 1.0 if self.ready else 0.0)
@@ -104,6 +107,11 @@ class TalkerService:
             for engine, seconds in self.load_seconds.items():
                 self.metrics.model_load_seconds.labels(engine).set(seconds)
             self.metrics.set_build_info(tts_engine=self.pipeline.default_engine, device=self.pipeline.device)
+            self.engine_devices = self.pipeline.engine_devices()
+            self.metrics.set_engine_devices(self.engine_devices)
+            for fallback in (d for d in self.engine_devices if d.cpu_fallback):
+                log.warning("%s runs on the CPU although a GPU was requested or is available (%s)",
+                            fallback.engine, fallback.provider)
         except Exception:
             self.state = "failed"
             log.exception("engine load failed; /readyz stays 503")
@@ -134,6 +142,7 @@ class TalkerService:
         status = self.state
         if self.loaded and self.faults.config.not_ready:
             status = "not_ready (injected fault)"
+        engines = _by_engine(self.engine_devices)
         return {
             "ready": self.ready,
             "status": status,
@@ -143,6 +152,10 @@ class TalkerService:
             "load_seconds": {k: round(v, 3) for k, v in self.load_seconds.items()},
             "concurrency_limit": self.limiter.max_concurrency,
             "queue_limit": self.limiter.max_queue,
+            # What each engine really runs on: onnxruntime provider or torch device type, and whether that is
+            # the CPU although a GPU was requested or available (a silent fallback made visible).
+            "engine_providers": {engine: sorted({d.provider for d in group}) for engine, group in engines.items()},
+            "cpu_fallback": {engine: any(d.cpu_fallback for d in group) for engine, group in engines.items()},
         }
 
     # --- faults ----------------------------------------------------------------------------------
@@ -266,3 +279,11 @@ class TalkerService:
     def _on_slots(self, active: int, waiting: int) -> None:
         self.metrics.active_sessions.set(active)
         self.metrics.queue_depth.set(waiting)
+
+
+
+def _by_engine(devices: list[EngineDevice]) -> dict[str, list[EngineDevice]]:
+    grouped: dict[str, list[EngineDevice]] = {}
+    for device in devices:
+        grouped.setdefault(device.engine, []).append(device)
+    return grouped

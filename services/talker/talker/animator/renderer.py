@@ -13,8 +13,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from talker.accelerators import DevicePool, DeviceUnavailable, device_type, resolve_devices
 from talker.animator.avatars import Avatar
 from talker.types import Cancelled, ShouldStop
+
+__all__ = ["DeviceUnavailable", "MouthRenderer", "RendererPool", "resolve_device"]
 
 # Gap at full openness, in half-heights of the mouth box: the lower lip (jaw) moves more than the upper.
 _LOWER_LIP_TRAVEL = 0.60
@@ -25,20 +28,11 @@ _INTERIOR = (0.22, 0.05, 0.07)
 _TEETH = (0.95, 0.94, 0.90)
 
 
-class DeviceUnavailable(RuntimeError):
-    pass
-
-
 def resolve_device(setting: str) -> str:
     """auto -> cuda when torch sees a GPU, else cpu. An explicit "cuda" without one is a configuration error
-    (failing at startup beats silently running many times slower than the operator planned for)."""
-    if setting == "cpu":
-        return "cpu"
-    if torch.cuda.is_available():
-        return "cuda"
-    if setting == "cuda":
-        raise DeviceUnavailable("TALKER_DEVICE=cuda but torch sees no CUDA device; use TALKER_DEVICE=auto or cpu")
-    return "cpu"
+    (failing at startup beats silently running many times slower than the operator planned for).
+    Every GPU is used: see talker.accelerators.resolve_devices."""
+    return device_type(resolve_devices(setting, torch.cuda)[0])
 
 
 class MouthRenderer:
@@ -95,6 +89,32 @@ class MouthRenderer:
             crops = (self._warp(o[moving]) * 255.0).round().clamp(0, 255).to(torch.uint8)
             frames[moving, y0:y1, x0:x1] = crops.permute(0, 2, 3, 1)
         return frames.cpu().numpy()
+
+    def render_batches(self, openness: np.ndarray, *, batch_size: int = 32,
+                       should_stop: ShouldStop = lambda: False) -> Iterator[np.ndarray]:
+        for start in range(0, len(openness), batch_size):
+            if should_stop():
+                raise Cancelled("rendering cancelled")
+            yield self.render(openness[start:start + batch_size])
+
+
+class RendererPool:
+    """One MouthRenderer per device for one avatar; each batch renders on the device the shared DevicePool
+    says is least busy, so concurrent requests spread over every GPU. Same interface as MouthRenderer."""
+
+    def __init__(self, avatar: Avatar, pool: DevicePool) -> None:
+        self.avatar = avatar
+        self.size = avatar.size
+        self._pool = pool
+        self._renderers = [MouthRenderer(avatar, device) for device in pool.devices]
+
+    @property
+    def devices(self) -> list[str]:
+        return [str(r.device) for r in self._renderers]
+
+    def render(self, openness: np.ndarray) -> np.ndarray:
+        with self._pool.use() as index:
+            return self._renderers[index].render(openness)
 
     def render_batches(self, openness: np.ndarray, *, batch_size: int = 32,
                        should_stop: ShouldStop = lambda: False) -> Iterator[np.ndarray]:

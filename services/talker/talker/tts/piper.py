@@ -13,13 +13,15 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from talker.accelerators import DevicePool
 from talker.tts import SynthesizedSpeech
 from talker.tts.prosody import Prosody, piper_params
 from talker.tts.segment import split_for_streaming
@@ -96,14 +98,15 @@ def discover_voices(models_dir: Path | None) -> list[PiperVoiceFile]:
     return list(found.values())
 
 
-def onnx_providers(device: str) -> list[str]:
-    """CUDA when the onnxruntime build has it and the device setting allows it, else CPU."""
-    import onnxruntime
+ProviderSpec = str | tuple[str, dict[str, Any]]
 
-    available = onnxruntime.get_available_providers()
+
+def session_providers(device: str, available: list[str], gpu_ids: Sequence[int] | None) -> list[list[ProviderSpec]]:
+    """Provider lists, one per session to create for each voice: one per GPU when the onnxruntime build has
+    CUDA and the device setting allows it (CPU after it, as onnxruntime's own fallback), else just the CPU."""
     if device != "cpu" and "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
+        return [[("CUDAExecutionProvider", {"device_id": gpu}), "CPUExecutionProvider"] for gpu in (gpu_ids or [0])]
+    return [["CPUExecutionProvider"]]
 
 
 class StoppableSession:
@@ -167,40 +170,66 @@ class RunStopper:
 
 
 class PiperEngine:
-    """Natural-sounding voices at about 0.06 real-time factor on a small CPU."""
+    """Natural-sounding voices at about 0.06 real-time factor on a small CPU.
+
+    On a multi-GPU box every voice has one onnxruntime session per GPU (`gpu_ids`), and each piece of text
+    is synthesised on the least busy one. `onnxruntime_module` replaces `import onnxruntime` (tests pass a
+    fake one)."""
 
     name = "piper"
 
-    def __init__(self, models_dir: Path | None = None, *, device: str = "auto", threads: int = 2) -> None:
+    def __init__(self, models_dir: Path | None = None, *, device: str = "auto", threads: int = 2,
+                 gpu_ids: Sequence[int] | None = None, onnxruntime_module: Any = None) -> None:
         self._models_dir = models_dir
         self._device = device
         self._threads = threads
+        self._gpu_ids = list(gpu_ids) if gpu_ids else None
+        self._ort = onnxruntime_module
         self._stopper = RunStopper()
-        self._voices: dict[str, tuple[PiperVoiceFile, object]] = {}
+        # voice id -> (file, one PiperVoice per device of self._pool)
+        self._voices: dict[str, tuple[PiperVoiceFile, list[Any]]] = {}
+        self._pool = DevicePool(["cpu"])
+        self._providers_in_use: set[str] = set()
 
     def load(self) -> None:
-        import onnxruntime
+        onnxruntime = self._ort
+        if onnxruntime is None:
+            import onnxruntime
         from piper import PiperVoice
         from piper.config import PiperConfig
 
-        providers = onnx_providers(self._device)
+        provider_lists = session_providers(self._device, list(onnxruntime.get_available_providers()),
+                                           self._gpu_ids)
+        self._pool = DevicePool([_device_name(providers) for providers in provider_lists])
         for voice_file in discover_voices(self._models_dir):
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = self._threads
-            options.inter_op_num_threads = 1
             try:
                 config = PiperConfig.from_dict(json.loads(voice_file.config.read_text(encoding="utf-8")))
-                session = onnxruntime.InferenceSession(str(voice_file.model), sess_options=options,
-                                                       providers=providers)
+                sessions = [self._session(onnxruntime, voice_file.model, providers) for providers in provider_lists]
             except Exception as exc:  # a broken mounted file must not take the service down
                 log.warning("piper voice %s failed to load: %s", voice_file.model, exc)
                 continue
-            self._voices[voice_file.id] = (voice_file, PiperVoice(session=StoppableSession(session), config=config))
-            log.info("piper voice %s loaded (%s)", voice_file.id, session.get_providers()[0])
+            # What each session really got: onnxruntime falls back to the CPU with only a warning when its
+            # CUDA provider cannot load (e.g. a CUDA 13 build in a CUDA 12 image).
+            got = [session.get_providers()[0] for session in sessions]
+            self._providers_in_use.update(got)
+            self._voices[voice_file.id] = (
+                voice_file, [PiperVoice(session=StoppableSession(s), config=config) for s in sessions])
+            log.info("piper voice %s loaded (%s)", voice_file.id, ", ".join(got))
+
+    def _session(self, onnxruntime: Any, model: Path, providers: list[ProviderSpec]) -> Any:
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self._threads
+        options.inter_op_num_threads = 1
+        return onnxruntime.InferenceSession(str(model), sess_options=options, providers=providers)
 
     @property
     def providers(self) -> list[str]:
-        return onnx_providers(self._device)
+        """The execution providers the loaded sessions really run on (first choice of each session)."""
+        return sorted(self._providers_in_use)
+
+    @property
+    def devices(self) -> list[str]:
+        return list(self._pool.devices)
 
     def voices(self) -> list[VoiceInfo]:
         return [VoiceInfo(id=f.id, engine=self.name, language=f.language, name=f.name)
@@ -213,7 +242,7 @@ class PiperEngine:
         entry = self._voices.get(voice_id)
         if entry is None:
             raise UnknownVoice(voice_id)
-        return int(entry[1].config.sample_rate)  # type: ignore[attr-defined]
+        return int(entry[1][0].config.sample_rate)
 
     def synthesize(self, text: str, voice_id: str, prosody: Prosody,
                    should_stop: ShouldStop = lambda: False, max_samples: int | None = None) -> SynthesizedSpeech:
@@ -237,8 +266,8 @@ class PiperEngine:
         entry = self._voices.get(voice_id)
         if entry is None:
             raise UnknownVoice(voice_id)
-        _, voice = entry
-        config = voice.config  # type: ignore[attr-defined]
+        _, per_device = entry
+        config = per_device[0].config
         params = piper_params(prosody, base_length_scale=config.length_scale, base_noise_scale=config.noise_scale)
         syn = SynthesisConfig(length_scale=params.length_scale, noise_scale=params.noise_scale, volume=params.volume)
         left = max_samples
@@ -246,28 +275,37 @@ class PiperEngine:
             # Piper synthesises sentence by sentence: the natural point to honour cancellation.
             if should_stop():
                 raise Cancelled("speech synthesis cancelled")
-            sentences = voice.synthesize(piece, syn_config=syn)  # type: ignore[attr-defined]
-            while True:
-                # The run can be stopped mid-inference: a long sentence takes Piper up to a second here.
-                with self._stopper.watching(should_stop, voice.session):  # type: ignore[attr-defined]
-                    try:
-                        chunk = next(sentences, None)
-                    except Exception:
-                        if should_stop():
-                            raise Cancelled("speech synthesis cancelled") from None
-                        raise
-                if chunk is None:
-                    break
-                if should_stop():
-                    raise Cancelled("speech synthesis cancelled")
-                samples = float_to_pcm16(chunk.audio_float_array)
-                truncated = left is not None and len(samples) >= left
-                if truncated:
-                    samples = samples[: max(0, left or 0)]
-                # No phoneme timing without the optional `onnx` package: the mouth follows the audio envelope.
-                yield SynthesizedSpeech(samples=samples, sample_rate=config.sample_rate, engine=self.name,
-                                        truncated=truncated)
-                if truncated:
-                    return
-                if left is not None:
-                    left -= len(samples)
+            with self._pool.use() as device:  # each piece on the least busy GPU (one device: always it)
+                voice = per_device[device]
+                sentences = voice.synthesize(piece, syn_config=syn)
+                while True:
+                    # The run can be stopped mid-inference: a long sentence takes Piper up to a second here.
+                    with self._stopper.watching(should_stop, voice.session):  # type: ignore[attr-defined]
+                        try:
+                            chunk = next(sentences, None)
+                        except Exception:
+                            if should_stop():
+                                raise Cancelled("speech synthesis cancelled") from None
+                            raise
+                    if chunk is None:
+                        break
+                    if should_stop():
+                        raise Cancelled("speech synthesis cancelled")
+                    samples = float_to_pcm16(chunk.audio_float_array)
+                    truncated = left is not None and len(samples) >= left
+                    if truncated:
+                        samples = samples[: max(0, left or 0)]
+                    # No phoneme timing without the optional `onnx` package: the mouth follows the audio envelope.
+                    yield SynthesizedSpeech(samples=samples, sample_rate=config.sample_rate, engine=self.name,
+                                            truncated=truncated)
+                    if truncated:
+                        return
+                    if left is not None:
+                        left -= len(samples)
+
+
+def _device_name(providers: list[ProviderSpec]) -> str:
+    first = providers[0]
+    if isinstance(first, tuple):
+        return f"cuda:{first[1].get('device_id', 0)}"
+    return "cpu"
