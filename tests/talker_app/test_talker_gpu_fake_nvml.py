@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,6 +14,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from talker.gpu import GpuCollector, TorchCudaMemory
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 class NVMLError(Exception):
@@ -170,3 +175,48 @@ def test_talker_gpu_real_pynvml_on_this_machine() -> None:
         assert values == {("talker_gpu_available", ()): 0}
     else:
         assert any(name == "talker_gpu_memory_total_bytes" and value > 0 for (name, _), value in values.items())
+
+
+GPU_FAMILIES = (
+    "talker_gpu_memory_used_bytes",
+    "talker_gpu_memory_total_bytes",
+    "talker_gpu_utilization_ratio",
+    "talker_gpu_temperature_celsius",
+    "talker_gpu_power_watts",
+)
+
+
+@pytest.mark.parametrize("count", [2, 3, 4])
+def test_talker_gpu_fake_nvml_every_gpu_of_a_multi_gpu_box_has_its_own_series(count: int) -> None:
+    # Identical cards (same name): only the `gpu` index tells them apart, and none may be merged or dropped.
+    nvml = FakeNvml([{"name": "NVIDIA H200", "used": (i + 1) * 2**30, "total": 141 * 2**30, "util": 10 * i,
+                      "temp": 40 + i, "power_mw": 100_000 + i * 1000} for i in range(count)])
+    allocated = [(i + 1) * 1000 for i in range(count)]
+    text, values = scrape(GpuCollector(nvml=nvml, torch_memory=TorchCudaMemory(FakeCuda(allocated))))
+    for family in GPU_FAMILIES:
+        series = {dict(labels)["gpu"]: value for (name, labels), value in values.items() if name == family}
+        assert sorted(series) == [str(i) for i in range(count)], family
+    for i in range(count):
+        key = gpu(i, "NVIDIA H200")
+        assert values[("talker_gpu_memory_used_bytes", key)] == (i + 1) * 2**30
+        assert values[("talker_gpu_utilization_ratio", key)] == pytest.approx(i / 10)
+        assert values[("talker_torch_memory_allocated_bytes", (("device", f"cuda:{i}"),))] == (i + 1) * 1000
+    promtool = subprocess.run(["/usr/bin/promtool", "check", "metrics"], input=text.encode(), capture_output=True)
+    assert promtool.returncode == 0, promtool.stdout + promtool.stderr
+
+
+def test_talker_gpu_fake_nvml_dashboard_shows_each_gpu_not_an_aggregate() -> None:
+    # Every GPU panel query keeps the per-GPU series (a plain selector, or an aggregation `by` gpu) and
+    # names the GPU in its legend, so the 2-4 series above stay 2-4 lines on the dashboard.
+    dashboard = json.loads((REPO / "grafana/dashboards/talker-gpu.json").read_text(encoding="utf-8"))
+    checked = 0
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            if not any(family in expr for family in (*GPU_FAMILIES, "DCGM_FI_")):
+                continue
+            checked += 1
+            aggregated = re.search(r"\b(sum|avg|max|min|count|topk|bottomk|quantile)\b", expr)
+            assert not aggregated or re.search(r"by\s*\([^)]*\bgpu\b", expr), (panel["title"], expr)
+            assert "{{gpu}}" in target.get("legendFormat", ""), (panel["title"], target.get("legendFormat"))
+    assert checked >= len(GPU_FAMILIES)
