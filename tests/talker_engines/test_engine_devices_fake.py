@@ -44,7 +44,7 @@ class FakeSession:
     def get_providers(self) -> list[str]:
         return list(self._got)
 
-    def run(self, outputs: None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, outputs: None, feeds: dict[str, np.ndarray], run_options: object = None) -> list[np.ndarray]:
         with self._ort.lock:
             self._ort.runs[self.device_id] += 1
         self._ort.barrier_wait()
