@@ -230,3 +230,48 @@ def test_relay_hard_byte_cap_keeps_a_message_dingtalk_would_refuse_deliverable(
     assert 18000 < len(body) <= 19000  # RELAY_MAX_BODY_BYTES (default 19000), and not cut far below it
     assert message["text"].endswith("…(消息过长，已截断)") and "talker-2:8001" in message["text"]
     assert metric_value(metrics(relay), "dingtalk_relay_messages_truncated_total") == 1
+
+
+def test_relay_dispatcher_stop_cancels_the_send_and_answers_queued_callers_503():
+    """Shutdown: the DingTalk request in flight is cancelled, callers still queued get 503 (Alertmanager
+    retries against the next relay process), nothing waits for its deadline."""
+    from dingtalk_relay.client import DingTalkClient
+    from dingtalk_relay.delivery import DeliveryPolicy, TargetDispatcher
+    from dingtalk_relay.metrics import RelayMetrics
+    from dingtalk_relay.models import WebhookPayload
+    from dingtalk_relay.ratelimit import TokenBucket
+    from dingtalk_relay.render import MessageRenderer
+    from dingtalk_relay.targets import Target
+    from pydantic import SecretStr
+
+    async def scenario() -> tuple[bool, Any]:
+        in_flight, cancelled = asyncio.Event(), asyncio.Event()
+
+        async def hanging_dingtalk(request: httpx.Request) -> httpx.Response:
+            in_flight.set()
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+            return httpx.Response(200)
+
+        renderer = MessageRenderer(timezone="Asia/Shanghai", max_body_bytes=19000)
+        views = renderer.views(WebhookPayload.model_validate(real_payload()))
+        async with httpx.AsyncClient(transport=httpx.MockTransport(hanging_dingtalk)) as http:
+            target = Target(name="default", token=SecretStr("t"))
+            dispatcher = TargetDispatcher(target, DingTalkClient(http), renderer, TokenBucket(600, 10), RelayMetrics(),
+                                          DeliveryPolicy(http_timeout=60))
+            dispatcher.start()
+            first = asyncio.create_task(dispatcher.deliver_alerts(views, upstream_truncated=0, deadline_s=60))
+            await asyncio.wait_for(in_flight.wait(), 10)
+            queued = asyncio.create_task(dispatcher.deliver_alerts(views, upstream_truncated=0, deadline_s=60))
+            await asyncio.sleep(0.05)
+            await asyncio.wait_for(dispatcher.stop(), 5)
+            result = await asyncio.wait_for(queued, 5)
+            first.cancel()
+            return cancelled.is_set(), result
+
+    was_cancelled, result = asyncio.run(scenario())
+    assert was_cancelled
+    assert (result.ok, result.status_code, result.reason) == (False, 503, "relay shutting down")

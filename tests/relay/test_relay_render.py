@@ -7,8 +7,9 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
+from dingtalk_relay.delivery import DeliveryPolicy
 from dingtalk_relay.models import WebhookPayload
-from dingtalk_relay.render import MessageRenderer
+from dingtalk_relay.render import DingTalkMessage, MessageRenderer
 from dingtalk_relay.signing import robot_send_url, sign_request
 from dingtalk_relay.targets import Target
 from pydantic import SecretStr
@@ -181,3 +182,45 @@ def test_relay_heartbeat_messages_carry_keyword_and_mentions():
 def test_relay_payload_model_rejects_garbage(change: dict[str, object]):
     with pytest.raises(ValueError):
         WebhookPayload.model_validate({**real_payload(), **change})
+
+
+def test_relay_compacted_alerts_keep_a_60_char_summary_and_links_up_to_500_chars():
+    # Too big even without descriptions: every alert is compacted before any is left out.
+    body = payload_with(60, description="描述" * 100)
+    for i, alert in enumerate(body["alerts"]):
+        alert["annotations"]["summary"] = f"S{i:02d}" + "摘" * 120
+        alert["generatorURL"] = "http://p/" + "a" * 491  # exactly 500 characters: kept
+        alert["annotations"]["runbook_url"] = "http://r/" + "b" * 492  # 501: dropped
+    r = renderer(max_body_bytes=19000)
+    message = r.render_alerts(target(), r.views(WebhookPayload.model_validate(body)))
+    assert len(message.encode()) <= 19000 and message.shortened
+    shown = message.text.count("【告警】")
+    assert shown + message.omitted_alerts == 60 and shown > 10
+    assert "详情" not in message.text and "描述" not in message.text
+    summaries = [line for line in message.text.splitlines() if line.startswith("- 摘要：")]
+    assert len(summaries) == shown
+    assert all(len(line.removeprefix("- 摘要：")) == 60 and line.endswith("摘…") for line in summaries)
+    assert message.text.count("[Prometheus/Grafana](http://p/" + "a" * 491 + ")") == shown
+    assert "处理手册" not in message.text and message.text.count("[静默](http://alertmanager.example:9093/") == shown
+
+
+def test_relay_hard_cap_keeps_the_longest_prefix_that_fits():
+    r = renderer(max_body_bytes=5000)
+    suffix = "\n\n…(消息过长，已截断)"
+    for text in ("x" * 30000, "告" * 30000, "ab\n" * 10000):
+        message = r._hard_cap(DingTalkMessage(title="t", text=text))
+        kept = message.text.removesuffix(suffix)
+        assert message.text.endswith(suffix) and text.startswith(kept) and message.shortened
+        assert len(message.encode()) <= 5000
+        one_more = DingTalkMessage(title="t", text=text[: len(kept) + 1] + suffix)
+        assert len(one_more.encode()) > 5000, "not the longest prefix"
+    exact = DingTalkMessage(title="t", text="y" * 100)
+    exact = DingTalkMessage(title="t", text="y" * (100 + 5000 - len(exact.encode())))
+    assert len(exact.encode()) == 5000 and r._hard_cap(exact) is exact  # fits exactly: untouched
+    frame_too_big = DingTalkMessage(title="告" * 3000, text="z" * 100)
+    assert r._hard_cap(frame_too_big).text == suffix  # nothing of the text fits: all of it goes
+
+
+def test_relay_retry_backoff_doubles_from_the_initial_up_to_the_cap():
+    policy = DeliveryPolicy(http_timeout=3.0, retry_initial_backoff=0.25, retry_max_backoff=2.0)
+    assert [policy.backoff(n) for n in range(6)] == [0.25, 0.25, 0.5, 1.0, 2.0, 2.0]
