@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -169,6 +170,37 @@ def test_relay_heartbeat_messages_carry_keyword_and_mentions():
     assert "恢复" in restored.title and restored.at_mobiles == ()
 
 
+def test_relay_heartbeat_messages_say_when_the_last_heartbeat_was_in_the_relay_timezone():
+    r = renderer()
+    broken = r.render_heartbeat(target(), broken=True, last_seen=1_700_000_000.0, timeout=300)
+    assert broken.title == f"监控链路中断 / monitoring pipeline broken {KEYWORD}"
+    assert "- 最后一次心跳：2023-11-15 06:13:20 CST\n" in broken.text  # 22:13:20 UTC in Asia/Shanghai
+    assert "Watchdog 心跳已超过 300 秒未到达 relay" in broken.text
+    never = r.render_heartbeat(target(), broken=True, last_seen=None, timeout=300)
+    assert "- 最后一次心跳：-\n" in never.text
+    restored = r.render_heartbeat(target(at_all=True), broken=False, last_seen=1_700_000_060.0, timeout=300)
+    assert restored.title == f"监控链路恢复 / monitoring pipeline restored {KEYWORD}"
+    assert "- 最新心跳：2023-11-15 06:14:20 CST\n" in restored.text and "监控链路正常" in restored.text
+    assert "超过" not in restored.text and not restored.at_all and "@" not in restored.text
+
+
+def test_relay_fallback_message_counts_and_mentions_like_the_real_one():
+    r = renderer()
+    views = r.views(WebhookPayload.model_validate(payload_with(3)))
+    views[0] = replace(views[0], status="resolved", severity="critical")
+    views[1] = replace(views[1], severity="warning")
+    views[2] = replace(views[2], severity="warning")
+    both = target(at_mobiles=("13800000000", "13900000000"), at_all=True)
+    quiet = r.render_fallback(both, views)  # the critical one is resolved: nobody is paged
+    assert quiet.title == "[告警 2 条 / 恢复 1 条] TalkerHighErrorRate"
+    assert "共 3 条告警" in quiet.text and "@" not in quiet.text
+    assert quiet.at_mobiles == () and not quiet.at_all and quiet.shortened
+    views[1] = replace(views[1], severity="critical")
+    paged = r.render_fallback(both, views)
+    assert paged.text.endswith("\n@13800000000 @13900000000 @所有人")
+    assert paged.at_mobiles == ("13800000000", "13900000000") and paged.at_all
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -224,3 +256,13 @@ def test_relay_hard_cap_keeps_the_longest_prefix_that_fits():
 def test_relay_retry_backoff_doubles_from_the_initial_up_to_the_cap():
     policy = DeliveryPolicy(http_timeout=3.0, retry_initial_backoff=0.25, retry_max_backoff=2.0)
     assert [policy.backoff(n) for n in range(6)] == [0.25, 0.25, 0.5, 1.0, 2.0, 2.0]
+
+
+def test_relay_fits_untruncated_counts_every_alert_and_the_upstream_note():
+    views = renderer().views(WebhookPayload.model_validate(payload_with(3)))
+    whole = renderer().render_alerts(target(), views)
+    r = renderer(max_body_bytes=len(whole.encode()) + 10)  # room for the message, not for one more line
+    assert r.fits_untruncated(target(), views, 0)
+    assert not r.fits_untruncated(target(), views, 5)  # "Alertmanager 另有 5 条告警未发送" no longer fits
+    assert not r.fits_untruncated(target(), views + views[:1], 0)
+    assert r.fits_untruncated(target(), list(reversed(views)), 0)
