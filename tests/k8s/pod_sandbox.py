@@ -15,31 +15,16 @@ Obj = dict[str, Any]
 _SKIP_REMOUNT = ("/proc", "/sys", "/dev")
 
 
-def _hidden_behind(path: Path) -> tuple[Path, str] | None:
-    """(first ancestor others cannot traverse, its child on the way to path), or None when path is reachable."""
+def _hidden_ancestor(path: Path) -> Path | None:
+    """The first ancestor of path that other users cannot traverse (root's 0700 home, a mktemp dir)."""
     for ancestor in reversed(path.parents):
-        if ancestor != path and not os.stat(ancestor).st_mode & 0o001:
-            return ancestor, path.relative_to(ancestor).parts[0]
+        if not os.stat(ancestor).st_mode & 0o001:
+            return ancestor
     return None
 
 
-def _reachable_lines(paths: list[Path]) -> list[str]:
-    """Make paths under a 0700 directory (a root-owned pyenv or checkout) reachable for the pod's uid, as the
-    image's /opt/venv is: a 0755 tmpfs over that directory with only the needed children bound back in."""
-    hidden: dict[Path, set[str]] = {}
-    for path in paths:
-        found = _hidden_behind(path.resolve())
-        if found:
-            hidden.setdefault(found[0], set()).add(found[1])
-    lines: list[str] = []
-    for n, (ancestor, children) in enumerate(sorted(hidden.items())):
-        stash = f"/run/.reachable{n}"
-        lines += [f"mkdir -p {stash}", f"mount --bind {ancestor} {stash}",
-                  f"mount -t tmpfs -o size=1m,mode=755 tmpfs {ancestor}"]
-        for child in sorted(children):
-            lines += [f"mkdir -p {ancestor / child}", f"mount --bind {stash}/{child} {ancestor / child}"]
-        lines.append(f"umount -l {stash}")
-    return lines
+def _under(path: Path, parent: str) -> bool:
+    return path == Path(parent) or Path(parent) in path.parents
 
 
 def sandbox_argv(
@@ -57,34 +42,60 @@ def sandbox_argv(
     - uid/gid from the pod securityContext, fsGroup as supplementary group, no capabilities at all
       (capabilities.drop: [ALL]) and no_new_privs (allowPrivilegeEscalation: false);
     - exactly `env` as the environment;
-    - `reachable` paths (the interpreter, the checkout) readable although they may sit in root's 0700 home.
+    - `reachable` paths (the interpreter, the checkout: world-readable /opt/venv and /app in the image) bound
+      back read-only where an emptyDir covers them (a checkout under /tmp) or a 0700 directory hides them
+      (root's home holding pyenv).
     """
     psc = pod["securityContext"]
     csc = container["securityContext"]
     assert csc["readOnlyRootFilesystem"] is True and csc["capabilities"]["drop"] == ["ALL"]
     assert csc["allowPrivilegeEscalation"] is False
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
-    lines = ["set -eu", "mount -t tmpfs -o size=16m,mode=755 tmpfs /run", *_reachable_lines(list(reachable))]
-    writable: list[str] = []
-    # Secrets first: their sources may live under /tmp, which an emptyDir mount then covers.
-    mounts = sorted(container.get("volumeMounts", []), key=lambda m: "secret" not in volumes[m["name"]])
+    mounts = container.get("volumeMounts", [])
+    writable = [m["mountPath"] for m in mounts if "emptyDir" in volumes[m["name"]]]
+    paths = sorted({p.resolve() for p in reachable})
+    paths = [p for p in paths if not any(q != p and q in p.parents for q in paths)]
+
+    lines = ["set -eu", "mount -t tmpfs -o size=16m,mode=755 tmpfs /run"]
+    # 1. Keep a handle on everything that later mounts may cover: the reachable paths and the secrets' sources.
+    for n, path in enumerate(paths):
+        lines += [f"mkdir -p /run/.keep/{n}", f"mount --bind {path} /run/.keep/{n}"]
     for mount in mounts:
-        volume, path = volumes[mount["name"]], mount["mountPath"]
+        volume, target = volumes[mount["name"]], mount["mountPath"]
         if "secret" in volume:
-            assert path.startswith("/run/"), path
-            lines += [f"mkdir -p {path}", f"mount --bind {secret_dirs[mount['name']]} {path}"]
-        elif "emptyDir" in volume:
-            size = volume["emptyDir"].get("sizeLimit", "64Mi").replace("Gi", "g").replace("Mi", "m")
-            lines.append(f"mount -t tmpfs -o size={size},mode=1777 tmpfs {path}")
-            writable.append(path)
-        else:
+            assert target.startswith("/run/"), target
+            lines += [f"mkdir -p {target}", f"mount --bind {secret_dirs[mount['name']]} {target}"]
+        elif "emptyDir" not in volume:
             raise AssertionError(f"no sandbox for volume {volume}")
-    keep = " ".join(f"{p}" for p in (*_SKIP_REMOUNT, *writable))
+    # 2. emptyDir volumes: fresh, writable, empty.
+    for mount in mounts:
+        volume = volumes[mount["name"]]
+        if "emptyDir" in volume:
+            size = volume["emptyDir"].get("sizeLimit", "64Mi").replace("Gi", "g").replace("Mi", "m")
+            lines.append(f"mount -t tmpfs -o size={size},mode=1777 tmpfs {mount['mountPath']}")
+    # 3. Reachable paths back in place, through 0755 directories.
+    rebound: list[tuple[int, Path]] = []
+    covered: set[Path] = set()
+    for n, path in enumerate(paths):
+        if any(_under(path, w) for w in writable):
+            rebound.append((n, path))
+            continue
+        hidden = _hidden_ancestor(path)
+        if hidden is not None:
+            if hidden not in covered:
+                lines.append(f"mount -t tmpfs -o size=1m,mode=755 tmpfs {hidden}")
+                covered.add(hidden)
+            rebound.append((n, path))
+    for n, path in rebound:
+        lines += [f"mkdir -p {path}", f"mount --bind /run/.keep/{n} {path}"]
+    # 4. Everything read-only except the emptyDir volumes (the rebound paths too, even inside an emptyDir).
+    keep = " ".join((*_SKIP_REMOUNT, *writable))
     lines += [
         "for m in $(awk '{print $2}' /proc/self/mounts | sort -u); do",
         f"  skip=; for k in {keep}; do case $m in $k|$k/*) skip=1;; esac; done",
         '  [ -n "$skip" ] || mount -o remount,bind,ro "$m" 2>/dev/null || true',
         "done",
+        *(f"mount -o remount,bind,ro {path}" for _, path in rebound),
         # Prove the root really is read-only before handing over (root itself cannot write now).
         'if touch /.k8s-rw-probe 2>/dev/null || touch "$PWD/.k8s-rw-probe" 2>/dev/null; then',
         '  echo "sandbox: filesystem still writable" >&2; exit 97',
