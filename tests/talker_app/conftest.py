@@ -12,8 +12,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-from talker_app.talker_server import ADMIN_TOKEN, REQUEST_TIMEOUT_S, TalkerServer
+from talker_app.talker_server import ADMIN_TOKEN, MAX_AUDIO_S, REQUEST_TIMEOUT_S, WRITE_TIMEOUT_S, TalkerServer
 
 from stack.procs import ManagedProcess, free_port, wait_http
 
@@ -52,3 +53,41 @@ def faults(talker: TalkerServer) -> Iterator[TalkerServer]:
     """The shared server, with faults cleared and slots drained after the test whatever it did."""
     yield talker
     talker.clear_faults_and_drain()
+
+
+@pytest.fixture(scope="session")
+def stream_talker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TalkerServer]:
+    """A second talker for streams: minute-long videos need more than the shared server's 3 s deadline.
+
+    One slot and one queue place (overload is cheap to provoke), a 1 s write timeout (slow readers),
+    an audio limit a text of numbers passes, 1000 characters of text (a minute of speech), no Piper."""
+    base = tmp_path_factory.mktemp("talker_stream_server")
+    tmpdir = base / "tmp"
+    tmpdir.mkdir()
+    port, metrics_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "TMPDIR": str(tmpdir),
+        "TALKER_HOST": "127.0.0.1",
+        "TALKER_PORT": str(port),
+        "TALKER_METRICS_PORT": str(metrics_port),
+        "TALKER_ADMIN_TOKEN": ADMIN_TOKEN,
+        "TALKER_MAX_CONCURRENCY": "1",
+        "TALKER_MAX_QUEUE": "1",
+        "TALKER_REQUEST_TIMEOUT_S": "30",
+        "TALKER_STREAM_WRITE_TIMEOUT_S": str(WRITE_TIMEOUT_S),
+        "TALKER_MAX_AUDIO_SECONDS": str(MAX_AUDIO_S),
+        "TALKER_MAX_TEXT_CHARS": "1000",
+        "TALKER_ENABLE_PIPER": "false",
+        "TALKER_DEVICE": "cpu",
+        "TALKER_ENGINE_THREADS": "1",
+    }
+    for name in ("TALKER_LOG_TEXT", "TALKER_API_KEYS", "TALKER_API_KEYS_FILE"):
+        env.pop(name, None)
+    with ManagedProcess("talker", [sys.executable, "-m", "talker"], log_dir=base, env=env, cwd=REPO) as proc:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/readyz", timeout=90, proc=proc)
+        # One stream first, so the threads a server keeps for good (worker pools) exist before tests count them.
+        with httpx.stream("POST", f"{url}/v1/talk/stream", json={"text": "Warm up."}, timeout=30) as response:
+            response.read()
+        yield TalkerServer(url=url, metrics_url=f"http://127.0.0.1:{metrics_port}/metrics", tmpdir=tmpdir, proc=proc)

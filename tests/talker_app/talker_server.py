@@ -12,6 +12,9 @@ from stack.procs import ManagedProcess, poll_until
 
 ADMIN_TOKEN = "test-admin-token"
 REQUEST_TIMEOUT_S = 3.0
+# The streaming server (conftest's stream_talker): a write timeout and an audio limit cheap to reach.
+WRITE_TIMEOUT_S = 1.0
+MAX_AUDIO_S = 75.0
 
 
 @dataclass

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ValidationError
 
+from talker.animator.stream_encode import MIME_TYPE as FMP4_MIME_TYPE
 from talker.errors import ApiError, invalid_input
 from talker.faults import FaultConfig
 from talker.limiter import Overloaded, QueueTimeout, RunTimeout
@@ -19,9 +20,11 @@ from talker.metrics import CONTENT_TYPE_LATEST
 from talker.observe import request_context
 from talker.schemas import FaultBody, SpeechBody, TalkBody
 from talker.service import AudioTooLong, SpeechRequest, TalkerService
+from talker.stream_response import StreamedResponse
 from talker.types import EMOTIONS, Cancelled, SpeechOutput, TalkOutput, UnknownAvatar, UnknownVoice
 
 STATIC_DIR = Path(__file__).parent / "static"
+TALK_STREAM_ROUTE = "/v1/talk/stream"
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
@@ -88,6 +91,21 @@ async def talk(body: TalkBody, request: Request, service: ServiceDep) -> Respons
     headers = _result_headers(out.engine, out.audio_seconds, out.timings, out.truncated)
     headers["X-Video-Frames"] = str(out.frames)
     return Response(out.mp4, media_type="video/mp4", headers=headers)
+
+
+@v1.post("/talk/stream", response_class=StreamedResponse, responses={200: {"content": {FMP4_MIME_TYPE: {}}}})
+async def talk_stream(body: TalkBody, request: Request, service: ServiceDep) -> StreamedResponse:
+    """Text -> talking-head fragmented MP4 (H.264 + AAC), sent fragment by fragment while it is rendered.
+
+    The Content-Type names the codecs, as a Media Source Extensions player needs them."""
+    req = _speech_request(body, service, avatar=body.avatar)
+    stream = await bounded(service.talk_stream(req, route=TALK_STREAM_ROUTE))
+    ctx = request_context(request)
+    ctx.details.update(chars=len(req.text), emotion=req.emotion)
+    if service.settings.log_text:
+        ctx.details["text"] = req.text
+    headers = {"Cache-Control": "no-store", "X-TTS-Engine": stream.spec.engine}
+    return StreamedResponse(stream, ctx, headers=headers)
 
 
 @v1.get("/voices")

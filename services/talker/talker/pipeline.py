@@ -236,8 +236,7 @@ class Pipeline:
             raise UnknownAvatar(avatar_id)
         speech = self.stream_speech(text, voice=voice, emotion=emotion, speed=speed, should_stop=should_stop,
                                     max_seconds=max_seconds)
-        return TalkStream(speech, self._renderers[avatar_id], sample_rate=speech.sample_rate,
-                          fps=self._settings.video_fps, should_stop=should_stop)
+        return TalkStream(speech, self._renderers[avatar_id], fps=self._settings.video_fps, should_stop=should_stop)
 
     def _animate(self, speech: SynthesizedSpeech, avatar_id: str,
                  should_stop: ShouldStop) -> tuple[bytes, int, float, float]:

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from talker.accelerators import EngineDevice
+from talker.animator.stream_encode import MIME_TYPE as FMP4_MIME_TYPE
 from talker.audio_formats import MEDIA_TYPES, open_encoder, sse_delta, sse_done
 from talker.faults import FaultConfig, FaultInjector
 from talker.limiter import Job, SynthesisLimiter
 from talker.metrics import FAULT_KINDS, TalkerMetrics
 from talker.settings import Settings
 from talker.streaming import OpenStream, Produce, StreamSink, StreamSpec, open_stream
+from talker.talk_stream import TalkStream
 from talker.tts import SpeechStream
 from talker.tts.prosody import min_audio_seconds, prosody_for
 from talker.types import AvatarInfo, Cancelled, ShouldStop, SpeechOutput, TalkOutput, VoiceInfo
@@ -59,6 +61,17 @@ class PipelineLike(Protocol):
         should_stop: ShouldStop,
         max_seconds: float | None = ...,
     ) -> TalkOutput: ...
+    def talk_stream(
+        self,
+        text: str,
+        *,
+        avatar: str | None = ...,
+        voice: str | None = ...,
+        emotion: str = ...,
+        speed: float = ...,
+        should_stop: ShouldStop,
+        max_seconds: float | None = ...,
+    ) -> TalkStream: ...
 
 
 @dataclass(frozen=True)
@@ -238,6 +251,45 @@ class TalkerService:
             return speech
 
         return await self.open_stream(spec, produce, on_end=self._count_stream)
+
+    async def talk_stream(self, req: SpeechRequest, *, route: str) -> OpenStream[TalkStream]:
+        """A talking-head video as fragmented MP4 (stream_encode.MIME_TYPE), sent as it is rendered.
+
+        The init segment waits for the first media segment, so the stream's first bytes (and
+        talker_time_to_first_frame_seconds) are the first video frames, not just the codec header."""
+        spec = StreamSpec(
+            kind="video", route=route, engine=self.pipeline.engine_of(req.voice), media_type=FMP4_MIME_TYPE,
+            buffer_bytes=self.settings.stream_buffer_bytes, write_timeout_s=self.settings.stream_write_timeout_s,
+        )
+
+        def produce(sink: StreamSink, stop: threading.Event) -> TalkStream:
+            self._inject_latency(stop)
+            talk = self.pipeline.talk_stream(
+                req.text, avatar=req.avatar, voice=req.voice, emotion=req.emotion, speed=req.speed,
+                should_stop=stop.is_set, max_seconds=self.settings.max_audio_seconds,
+            )
+            held, frames_sent = b"", False
+            try:
+                for segment in talk:
+                    if not frames_sent and not segment.video_frames:
+                        held += segment.data
+                        continue
+                    sink.put(held + segment.data)
+                    held, frames_sent = b"", True
+                sink.put(held)
+            finally:
+                talk.close()  # a put() that raised (stream closed) leaves the generator open: stop it now
+            return talk
+
+        return await self.open_stream(spec, produce, on_end=self._count_talk_stream)
+
+    def _count_talk_stream(self, stream: OpenStream[TalkStream]) -> None:
+        talk = stream.result()
+        if talk is None:
+            return
+        self._count(talk.engine, talk.characters, talk.audio_seconds, talk.timings, frames=talk.frames)
+        if talk.truncated:
+            self.count_truncated(stream.spec.route)
 
     async def open_stream(self, spec: StreamSpec, produce: Produce[Any],
                           on_end: Callable[[OpenStream[Any]], None] = lambda _: None) -> OpenStream[Any]:

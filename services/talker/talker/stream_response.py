@@ -92,6 +92,12 @@ class StreamedResponse(Response):
             tts_seconds = getattr(result, "tts_seconds", None)
             if tts_seconds is not None:
                 self.ctx.timings["tts"] = tts_seconds
+            timings = getattr(result, "timings", None)  # a talk stream: every stage
+            if isinstance(timings, dict):
+                self.ctx.timings.update(timings)
+            frames = getattr(result, "frames", None)
+            if frames is not None:
+                details["frames"] = frames
             if details.get("truncated"):
                 details["end_reason"] = "TALKER_MAX_AUDIO_SECONDS reached"
 

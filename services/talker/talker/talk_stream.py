@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
@@ -24,19 +23,11 @@ from talker.animator.fmp4 import Segment
 from talker.animator.mouth import StreamingOpenness
 from talker.animator.renderer import MouthRenderer
 from talker.animator.stream_encode import FragmentedMp4Encoder
-from talker.tts import PhonemeMark
+from talker.tts import SpeechStream
 from talker.types import Cancelled, ShouldStop
 
 # Frames rendered per renderer call once the stream runs; the first call renders what it has at once.
 RENDER_BATCH = 32
-
-
-class SpeechChunkLike(Protocol):
-    """A piece of speech as an engine produces it; phoneme times count from the start of the stream."""
-
-    samples: np.ndarray  # int16 mono
-    sample_rate: int
-    phonemes: Sequence[PhonemeMark]
 
 
 @dataclass
@@ -55,11 +46,11 @@ def _never() -> bool:
 class TalkStream:
     """Iterate once for the segments (init first); `stats` is complete when the iteration has ended."""
 
-    def __init__(self, speech: Iterable[SpeechChunkLike], renderer: MouthRenderer, *, sample_rate: int, fps: int,
+    def __init__(self, speech: SpeechStream, renderer: MouthRenderer, *, fps: int,
                  should_stop: ShouldStop = _never) -> None:
         self._speech = speech
         self._renderer = renderer
-        self._sample_rate, self._fps = sample_rate, fps
+        self._sample_rate, self._fps = speech.sample_rate, fps
         self._should_stop = should_stop
         self._stop = threading.Event()
         self._error: BaseException | None = None
@@ -67,6 +58,31 @@ class TalkStream:
         self._encoder: FragmentedMp4Encoder | None = None
         self._input_done_at: float | None = None
         self.stats = TalkStreamStats()
+
+    # What the service counts and logs once the stream is over.
+    @property
+    def engine(self) -> str:
+        return self._speech.engine
+
+    @property
+    def characters(self) -> int:
+        return self._speech.characters
+
+    @property
+    def truncated(self) -> bool:
+        return self._speech.truncated  # cut at TALKER_MAX_AUDIO_SECONDS
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.stats.audio_seconds
+
+    @property
+    def frames(self) -> int:
+        return self.stats.frames
+
+    @property
+    def timings(self) -> dict[str, float]:
+        return dict(self.stats.timings)
 
     def stopping(self) -> bool:
         return self._stop.is_set() or self._should_stop()
