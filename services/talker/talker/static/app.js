@@ -106,8 +106,88 @@ async function render(path, withAvatar, player, urlKey) {
   }
 }
 
-$("speak").addEventListener("click", () => render("/v1/tts", false, $("audio"), "audioUrl"));
-$("talk").addEventListener("click", () => render("/v1/talk", true, $("video"), "videoUrl"));
+// --- stream mode: play while the server is still producing, through Media Source Extensions -----------
+// The response's Content-Type names its codecs (video/mp4; codecs="avc1..., mp4a..."), which is exactly
+// what MediaSource.addSourceBuffer needs; the body is appended chunk by chunk as it arrives.
+function appendTo(buffer, data) {
+  return new Promise((resolve, reject) => {
+    const done = () => { buffer.removeEventListener("error", failed); resolve(); };
+    const failed = () => { buffer.removeEventListener("updateend", done); reject(new Error("the browser could not decode the stream")); };
+    buffer.addEventListener("updateend", done, { once: true });
+    buffer.addEventListener("error", failed, { once: true });
+    buffer.appendBuffer(data);
+  });
+}
+
+function watchFirstFrame(player, started) {
+  const mark = () => { if (!player.dataset.firstFrameMs) player.dataset.firstFrameMs = String(Math.round(performance.now() - started)); };
+  if (player.requestVideoFrameCallback) player.requestVideoFrameCallback(mark);  // a frame was presented
+  else player.addEventListener("playing", mark, { once: true });  // audio: the first sound
+}
+
+async function stream(path, body, player, urlKey) {
+  showError("");
+  $("info").textContent = "Streaming… 流式生成中…";
+  const buttons = [$("speak"), $("talk")];
+  buttons.forEach((b) => { b.disabled = true; });
+  const started = performance.now();
+  ["firstFrameMs", "streamDone", "streamBytes", "blobType", "blobSize"].forEach((k) => { delete player.dataset[k]; });
+  try {
+    const response = await fetch(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    if (!response.ok) throw new Error(await describeError(response));
+    const type = response.headers.get("Content-Type");
+    if (!window.MediaSource || !MediaSource.isTypeSupported(type)) {
+      await response.body.cancel();
+      throw new Error(`this browser cannot play ${type} while it streams; untick Stream`);
+    }
+    const source = new MediaSource();
+    if (state[urlKey]) URL.revokeObjectURL(state[urlKey]);
+    state[urlKey] = URL.createObjectURL(source);
+    player.src = state[urlKey];
+    await new Promise((resolve) => source.addEventListener("sourceopen", resolve, { once: true }));
+    const buffer = source.addSourceBuffer(type);
+    watchFirstFrame(player, started);
+    const reader = response.body.getReader();
+    let bytes = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      await appendTo(buffer, value);
+      if (bytes === 0) player.play().catch(() => { /* autoplay may be blocked; the controls still work */ });
+      bytes += value.length;
+      player.dataset.streamBytes = String(bytes);
+    }
+    source.endOfStream();
+    player.dataset.streamDone = "true";
+    const first = player.dataset.firstFrameMs ? `, first ${player.tagName === "VIDEO" ? "frame" : "sound"} after ${player.dataset.firstFrameMs} ms` : "";
+    $("info").textContent = `${source.duration.toFixed(1)}s streamed in ${Math.round(performance.now() - started)} ms${first}`;
+  } catch (err) {
+    $("info").textContent = "";
+    showError(err.message || String(err));
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
+  }
+}
+
+function speak() {
+  if (!$("stream").checked) return render("/v1/tts", false, $("audio"), "audioUrl");
+  // OpenAI's speech endpoint streams MP3 as it is synthesized (it takes no emotion).
+  const body = requestBody(false);
+  return stream("/v1/audio/speech", { model: "tts-1", input: body.text, voice: body.voice, speed: body.speed,
+                                      response_format: "mp3" }, $("audio"), "audioUrl");
+}
+
+function talk() {
+  if (!$("stream").checked) return render("/v1/talk", true, $("video"), "videoUrl");
+  return stream("/v1/talk/stream", requestBody(true), $("video"), "videoUrl");
+}
+
+$("speak").addEventListener("click", speak);
+$("talk").addEventListener("click", talk);
 $("form").addEventListener("submit", (event) => event.preventDefault());
 
 (async () => {
