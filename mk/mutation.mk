@@ -7,5 +7,5 @@ MUTATION_ARGS ?=
 
 ## mutation: mutmut run per suite (staged under .cache/mutation/), killed share per module and total
 mutation: install
-	$(VPY) -m pip install -q -c constraints.txt -r requirements-mutation.txt
+	$(VPY) -m pip install -q --require-hashes -r locks/mutation.txt
 	$(VPY) -m stack.mutation $(MUTATION_ARGS)

@@ -9,6 +9,7 @@ configuration of the machine (here: the local wheel index; elsewhere: PyPI).
 - locks/talker.txt     the talker image, torch excepted
 - locks/relay.txt      the dingtalk-relay image (also config-init and smoke)
 - locks/torch-cpu.txt  torch alone (CPU build): installed from the PyTorch index only, never mixed with the rest
+- locks/mutation.txt   `make mutation`: requirements-mutation.txt (mutmut and its dependencies), over .venv
 
 Run `make lock` after changing constraints.txt, requirements-dev.txt or a service's dependencies;
 tests/stack/test_stack_lock.py fails while a lock disagrees with them.
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCKS_DIR = ROOT / "locks"
 CONSTRAINTS = ROOT / "constraints.txt"
 DEV_REQUIREMENTS = ROOT / "requirements-dev.txt"
+MUTATION_REQUIREMENTS = ROOT / "requirements-mutation.txt"
 SERVICES = {"talker": ROOT / "services/talker/pyproject.toml", "relay": ROOT / "services/dingtalk-relay/pyproject.toml"}
 TORCH = "torch"
 # Build backend of our own packages (installed with --no-build-isolation, so it must be locked too).
@@ -75,6 +77,7 @@ def lock_inputs() -> dict[str, list[str]]:
                 *service_dependencies("relay"), *build],
         "talker": [*service_dependencies("talker"), *build],
         "relay": [*service_dependencies("relay"), *build],
+        "mutation": read_requirements(MUTATION_REQUIREMENTS),
     }
 
 

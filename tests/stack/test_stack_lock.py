@@ -20,7 +20,7 @@ def locks() -> dict[str, dict[str, tuple[str, list[str]]]]:
 
 
 def test_stack_locks_pin_exactly_what_constraints_pin(locks: dict[str, dict[str, tuple[str, list[str]]]]) -> None:
-    assert set(locks) == {"dev", "talker", "relay", "torch-cpu"}
+    assert set(locks) == {"dev", "talker", "relay", "torch-cpu", "mutation"}
     pins = lock.constraint_pins()
     for name, entries in locks.items():
         for package, (version, hashes) in entries.items():
@@ -48,10 +48,11 @@ def test_stack_locks_hold_every_requirement(locks: dict[str, dict[str, tuple[str
 def test_stack_every_install_checks_hashes_and_torch_index_serves_torch_alone() -> None:
     talker = (ROOT / "services/talker/Dockerfile").read_text()
     relay = (ROOT / "services/dingtalk-relay/Dockerfile").read_text()
-    makefile = (ROOT / "Makefile").read_text()
+    makefile = (ROOT / "Makefile").read_text() + (ROOT / "mk/mutation.mk").read_text()
     assert "pip install -q --require-hashes -r /locks/talker.txt" in talker
     assert "pip install -q --require-hashes -r /locks/relay.txt" in relay
     assert "pip install -q --require-hashes -r locks/dev.txt" in makefile
+    assert "pip install -q --require-hashes -r locks/mutation.txt" in makefile
     # The CPU torch comes from its own index with its hash; no install may add an index for everything.
     assert '--require-hashes --no-deps --index-url "${TORCH_INDEX_URL}" -r /locks/torch-cpu.txt' in talker
     for text in (talker, relay, makefile):
