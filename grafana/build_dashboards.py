@@ -185,9 +185,9 @@ def gpu() -> dict[str, Any]:
               [(f"talker_gpu_temperature_celsius{{{g}}}", "{{instance}} GPU{{gpu}}")]),
         Panel("GPU 功耗", "板卡功耗。", "watt", [(f"talker_gpu_power_watts{{{g}}}", "{{instance}} GPU{{gpu}}")]),
         Panel("DCGM 利用率", "dcgm-exporter 的 DCGM_FI_DEV_GPU_UTIL（仅 GPU 主机的 dcgm-exporter 任务）。", "percent",
-              [("DCGM_FI_DEV_GPU_UTIL", "{{Hostname}} GPU{{gpu}}")]),
+              [("DCGM_FI_DEV_GPU_UTIL", "GPU {{gpu}} {{modelName}}")]),
         Panel("DCGM 显存已用", "dcgm-exporter 的 DCGM_FI_DEV_FB_USED（MiB）。", "decmbytes",
-              [("DCGM_FI_DEV_FB_USED", "{{Hostname}} GPU{{gpu}}")]),
+              [("DCGM_FI_DEV_FB_USED", "GPU {{gpu}} {{modelName}}")]),
     ])
 
 
