@@ -13,8 +13,11 @@ servers (compose runs it as the one-shot `config-init` service). It changes only
 - SMTP auth: `smtp_auth_password_file` from SMTP_AUTH_PASSWORD_FILE, else the password from
   SMTP_AUTH_PASSWORD; both auth fields dropped when SMTP_AUTH_USERNAME is empty;
 - timings per profile (scrape/evaluation intervals, alert `for` caps, Alertmanager group timers);
-- target addresses (`addresses`: service name -> host:port), the `gpu_expected` target label and
-  the dcgm-exporter job (`gpu`), external labels (CLUSTER_NAME, DEPLOY_ENV);
+- target addresses (`addresses`: service name -> host:port; talker's DNS discovery of every compose
+  replica becomes one static target), the `gpu_expected` target label and the dcgm-exporter job
+  (`gpu`), external labels (CLUSTER_NAME, DEPLOY_ENV, STACK_BOX);
+- `remote_write` to a fleet's central store (PROMETHEUS_REMOTE_WRITE_URL, with basic auth or a bearer
+  token read by Prometheus from a file: the secret itself never enters the rendered config);
 - runbook links: the rules' `runbook_url`s are written against RUNBOOK_SOURCE (docs/runbook.md of the
   upstream repository); they are rewritten to RUNBOOK_BASE_URL (default: the copy of docs/runbook.md
   rendered here into runbook/index.html, which compose serves from Grafana at /public/runbook/).
@@ -77,12 +80,19 @@ ENV_DEFAULTS: dict[str, str] = {
     # Where ALERTMANAGER reads the relay's bearer token (a path in its container, not on this machine).
     "RELAY_WEBHOOK_TOKEN_FILE": "/run/secrets/relay_webhook_token",
     "RUNBOOK_BASE_URL": "",  # empty = GRAFANA_URL + GRAFANA_RUNBOOK_PATH
+    # Fleet: each box remote-writes to one central store; `box` tells the boxes of a cluster apart there.
+    "STACK_BOX": "",
+    "PROMETHEUS_REMOTE_WRITE_URL": "",
+    "PROMETHEUS_REMOTE_WRITE_USERNAME": "",
+    "PROMETHEUS_REMOTE_WRITE_PASSWORD_FILE": "",
+    "PROMETHEUS_REMOTE_WRITE_BEARER_TOKEN_FILE": "",
 }
 URL_VARIABLES = ("GRAFANA_URL", "ALERTMANAGER_URL", "PROMETHEUS_URL", "RUNBOOK_BASE_URL")
 PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
 # Values end up inside HTML and Go templates: refuse anything that could open a tag or an action.
 SAFE_URL = re.compile(r"^https?://[^\s\"'<>{}`]+$")
 SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/@+-]+$")
+BOX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -239,11 +249,57 @@ def _dump_yaml(data: Any, path: Path) -> None:
     path.write_text(header + text, encoding="utf-8")
 
 
+def _external_labels(values: Mapping[str, str]) -> dict[str, str]:
+    labels = {"cluster": values["CLUSTER_NAME"], "env": values["DEPLOY_ENV"]}
+    if values["STACK_BOX"]:
+        if not BOX_NAME.match(values["STACK_BOX"]):
+            raise RenderError(f"STACK_BOX must be letters, digits, '_', '.', '-' (max 63): {values['STACK_BOX']!r}")
+        labels["box"] = values["STACK_BOX"]
+    return labels
+
+
+def _remote_write(values: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The remote_write section for PROMETHEUS_REMOTE_WRITE_* (empty list: this box keeps its data to itself)."""
+    url = values["PROMETHEUS_REMOTE_WRITE_URL"]
+    username = values["PROMETHEUS_REMOTE_WRITE_USERNAME"]
+    password_file = values["PROMETHEUS_REMOTE_WRITE_PASSWORD_FILE"]
+    token_file = values["PROMETHEUS_REMOTE_WRITE_BEARER_TOKEN_FILE"]
+    if not url:
+        if username or password_file or token_file:
+            raise RenderError("PROMETHEUS_REMOTE_WRITE_* credentials are set but PROMETHEUS_REMOTE_WRITE_URL is empty")
+        return []
+    parts = urlsplit(url)
+    if not SAFE_URL.match(url) or not parts.hostname:
+        raise RenderError(f"PROMETHEUS_REMOTE_WRITE_URL must be an http(s) URL without spaces or quotes: {url!r}")
+    if parts.username or parts.password:
+        raise RenderError("PROMETHEUS_REMOTE_WRITE_URL must not carry credentials: use "
+                          "PROMETHEUS_REMOTE_WRITE_USERNAME + _PASSWORD_FILE or _BEARER_TOKEN_FILE")
+    if not values["STACK_BOX"]:
+        raise RenderError("PROMETHEUS_REMOTE_WRITE_URL needs STACK_BOX: a name unique among the boxes that write "
+                          "to the central store (their series would collide without it)")
+    for name, path in (("PASSWORD_FILE", password_file), ("BEARER_TOKEN_FILE", token_file)):
+        if path and not path.startswith("/"):
+            raise RenderError(f"PROMETHEUS_REMOTE_WRITE_{name} must be an absolute path (in Prometheus): {path!r}")
+    target: dict[str, Any] = {"name": "central", "url": url}
+    if username or password_file:
+        if not (username and password_file):
+            raise RenderError("basic auth needs both PROMETHEUS_REMOTE_WRITE_USERNAME and _PASSWORD_FILE")
+        if token_file:
+            raise RenderError("choose basic auth (_USERNAME/_PASSWORD_FILE) or _BEARER_TOKEN_FILE, not both")
+        target["basic_auth"] = {"username": username, "password_file": password_file}
+    elif token_file:
+        target["authorization"] = {"type": "Bearer", "credentials_file": token_file}
+    return [target]
+
+
 def _render_prometheus(
     out: Path, profile: Profile | None, values: Mapping[str, str], moved: Mapping[str, str], gpu: bool
 ) -> tuple[Path, Path]:
     config = yaml.safe_load((PROMETHEUS_SRC / "prometheus.yml").read_text(encoding="utf-8"))
-    config["global"]["external_labels"] = {"cluster": values["CLUSTER_NAME"], "env": values["DEPLOY_ENV"]}
+    config["global"]["external_labels"] = _external_labels(values)
+    remote_write = _remote_write(values)
+    if remote_write:
+        config["remote_write"] = remote_write
     if profile is not None:
         config["global"].update(
             scrape_interval=profile.scrape_interval,
@@ -258,13 +314,16 @@ def _render_prometheus(
             {"job_name": "dcgm-exporter", "static_configs": [{"targets": [DEFAULT_ADDRESSES["dcgm-exporter"]]}]}
         )
     for job in config["scrape_configs"]:
-        if job["job_name"] == "talker" and profile is not None:
-            job["scrape_interval"] = profile.talker_scrape_interval
-            job["scrape_timeout"] = profile.scrape_timeout
+        if job["job_name"] == "talker":
+            if profile is not None:
+                job["scrape_interval"] = profile.talker_scrape_interval
+                job["scrape_timeout"] = profile.scrape_timeout
+            _localise_dns_discovery(job, moved)
+            for relabel in job.get("relabel_configs", []):
+                if relabel.get("target_label") == "gpu_expected":
+                    relabel["replacement"] = "true" if gpu else "false"
         for static in job.get("static_configs", []):
             static["targets"] = [_relocate(t, moved) for t in static["targets"]]
-            if job["job_name"] == "talker":
-                static.setdefault("labels", {})["gpu_expected"] = "true" if gpu else "false"
 
     prom_dir = out / "prometheus"
     rules_dir = _emptied(prom_dir / "rules", "*.yml")
@@ -286,6 +345,24 @@ def _render_prometheus(
     config_path = prom_dir / "prometheus.yml"
     _dump_yaml(config, config_path)
     return config_path, rules_dir
+
+
+def _localise_dns_discovery(job: dict[str, Any], moved: Mapping[str, str]) -> None:
+    """A DNS-discovered compose service that runs as a local process: one static target instead."""
+    kept, static = [], []
+    for sd in job.get("dns_sd_configs", []):
+        addresses = [f"{name}:{sd['port']}" for name in sd["names"]]
+        if all(address in moved for address in addresses):
+            static.append({"targets": [moved[address] for address in addresses]})
+        else:
+            kept.append(sd)
+    if not static:
+        return
+    job["static_configs"] = job.get("static_configs", []) + static
+    if kept:
+        job["dns_sd_configs"] = kept
+    else:
+        del job["dns_sd_configs"]
 
 
 def _render_alertmanager(

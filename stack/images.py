@@ -4,6 +4,7 @@
 - local/python:3.11-bookworm   Debian's python3 (3.11, matches the host's cp311 wheels): our BASE_IMAGE
 - local/{prometheus,alertmanager,node-exporter}-standin   Debian's packages behind the upstream entrypoints
 - local/mailpit-standin        our SMTP sink with the Mailpit API subset
+- local/talker-lb-standin      Debian's HAProxy 2.6 behind the haproxy image's interface (talker-lb)
 - .cache/wheels                every wheel our images install (`pip download` on the host, where https works)
 
 Each step is skipped when its result exists (`docker image inspect`, a stamp in the wheel dir), so reruns
@@ -34,6 +35,7 @@ STANDIN_IMAGES = {
     "alertmanager": "local/alertmanager-standin:bookworm",
     "node-exporter": "local/node-exporter-standin:bookworm",
     "mailpit": "local/mailpit-standin:latest",
+    "talker-lb": "local/talker-lb-standin:bookworm",
 }
 # What the images pip-install: the locked dependencies of both services (hash-checked, as the images check
 # them again) and, for the Mailpit stand-in, our SMTP sink's.
@@ -131,8 +133,10 @@ def build_base_images() -> None:
 
 
 def build_standin_images() -> dict[str, str]:
-    """Images that replace the upstream Prometheus/Alertmanager/node-exporter/Mailpit images offline."""
+    """Images that replace the upstream Prometheus/Alertmanager/node-exporter/Mailpit/HAProxy images offline."""
     build_base_images()
+    if not image_exists(STANDIN_IMAGES["talker-lb"]):
+        docker_build(STANDIN_IMAGES["talker-lb"], IMAGES_DIR / "talker-lb/Dockerfile", context=IMAGES_DIR / "talker-lb")
     if not image_exists(MONITORING_IMAGE):
         docker_build(MONITORING_IMAGE, IMAGES_DIR / "monitoring/Dockerfile", context=IMAGES_DIR / "monitoring")
     for name in ("prometheus", "alertmanager", "node-exporter"):

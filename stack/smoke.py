@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 import threading
 import time
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from stack.alertpath import (
     DINGTALK_RESOLVED_MARK,
@@ -246,13 +248,28 @@ class Traffic:
         self._thread.join(timeout=15)
 
 
+def talker_replicas(url: str) -> list[str]:
+    """One base URL per address the talker host name resolves to: with `--scale talker=N` Docker's DNS
+    answers `talker` with every replica, and a fault set or cleared on one replica only would not be
+    the drill (nor cleared) on the others."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or 80
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise SmokeFailure("talker fault injection", f"cannot resolve {host}: {exc}") from None
+    addresses = sorted({info[4][0] for info in infos})
+    return [urlunsplit(parts._replace(netloc=f"[{a}]:{port}" if ":" in a else f"{a}:{port}")) for a in addresses]
+
+
 def set_fault(ep: Endpoints, body: dict[str, Any] | None) -> None:
     headers = {"Authorization": f"Bearer {ep.admin_token}"}
     method = "POST" if body is not None else "DELETE"
-    status, answer = request_json(method, f"{ep.talker}/admin/faults", body, headers=headers)
-    if status != 200:
-        raise SmokeFailure("talker fault injection", f"{method} /admin/faults -> HTTP {status}: {answer} "
-                           "(is TALKER_ADMIN_TOKEN set on talker and given to the smoke test?)")
+    for replica in talker_replicas(ep.talker):
+        status, answer = request_json(method, f"{replica}/admin/faults", body, headers=headers)
+        if status != 200:
+            raise SmokeFailure("talker fault injection", f"{method} {replica}/admin/faults -> HTTP {status}: "
+                               f"{answer} (is TALKER_ADMIN_TOKEN set on talker and given to the smoke test?)")
 
 
 def fault_alert(ep: Endpoints, timeout: float) -> dict[str, float]:

@@ -139,7 +139,10 @@ def test_local_addresses_and_gpu_rewrite_only_addresses(tmp_path: Path) -> None:
     rendered = render(tmp_path, env={}, gpu=True, addresses=addresses)
     prom = yaml.safe_load(rendered.prometheus_config.read_text(encoding="utf-8"))
     targets = {job["job_name"]: job["static_configs"][0] for job in prom["scrape_configs"]}
-    assert targets["talker"] == {"targets": ["127.0.0.1:18001"], "labels": {"gpu_expected": "true"}}
+    # talker's DNS discovery of compose replicas becomes the one local process.
+    talker = next(job for job in prom["scrape_configs"] if job["job_name"] == "talker")
+    assert "dns_sd_configs" not in talker and talker["static_configs"] == [{"targets": ["127.0.0.1:18001"]}]
+    assert talker["relabel_configs"] == [{"target_label": "gpu_expected", "replacement": "true"}]
     assert targets["prometheus"]["targets"] == ["127.0.0.1:19090"]
     assert targets["node-exporter"]["targets"] == ["node-exporter:9100"]  # not given: unchanged
     assert targets["dcgm-exporter"]["targets"] == ["dcgm-exporter:9400"]

@@ -1,6 +1,8 @@
 """docker-compose.yml for real: Docker engine + Compose v2 installed and started here, every image built
 offline (stand-ins for the upstream images from Debian packages, ours from a host wheel directory), the
-stack brought up with `--wait`, `make smoke`'s checks run on its network, then `down -v`.
+stack brought up with `--wait` and two talker replicas (`--scale talker=2`): Prometheus must scrape both
+(DNS discovery), talker-lb must spread requests over both, then `make smoke`'s checks run on its network
+(the fault drill on every replica), then `down -v`. Prints the time from `up` to both targets up.
 
 The hardening is checked on the running containers: from inside talker nothing of the monitoring and
 alerting side answers (while the relay, on that side, reaches it all: the probe can tell), `docker inspect`
@@ -16,20 +18,27 @@ import json
 import os
 import subprocess
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from stack import images, init_env
 from stack.docker_env import DockerUnavailable, ensure_docker
-from stack.procs import free_port
+from stack.procs import free_port, poll_until
 
 pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[2]
 # Grafana is the one upstream image with no offline stand-in: everything else is started and checked.
-SERVICES = ["talker", "dingtalk-relay", "dingtalk-standin", "prometheus", "alertmanager", "node-exporter", "mailpit"]
+SERVICES = ["talker", "talker-lb", "dingtalk-relay", "dingtalk-standin", "prometheus", "alertmanager",
+            "node-exporter", "mailpit"]
+REPLICAS = 2
 
 
 def compose_env(project: str, secrets_dir: Path) -> dict[str, str]:
@@ -45,6 +54,7 @@ def compose_env(project: str, secrets_dir: Path) -> dict[str, str]:
         "ALERTMANAGER_IMAGE": images.STANDIN_IMAGES["alertmanager"],
         "NODE_EXPORTER_IMAGE": images.STANDIN_IMAGES["node-exporter"],
         "MAILPIT_IMAGE": images.STANDIN_IMAGES["mailpit"],
+        "TALKER_LB_IMAGE": images.STANDIN_IMAGES["talker-lb"],
         "TALKER_IMAGE": "talker-stack/talker:e2e",
         "RELAY_IMAGE": "talker-stack/dingtalk-relay:e2e",
         "DINGTALK_STANDIN_IMAGE": "talker-stack/dingtalk-standin:e2e",
@@ -68,6 +78,32 @@ def check(proc: subprocess.CompletedProcess[str], what: str) -> None:
 
 def step(name: str, started: float) -> None:
     print(f"[compose-e2e] {name} ({time.monotonic() - started:.0f} s)", flush=True)
+
+
+def prometheus_api(env: dict[str, str], path: str, **params: str) -> Any:
+    """GET on Prometheus' API from inside its container (it is not published); the URL its healthcheck uses."""
+    ready_url = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["prometheus"]["healthcheck"]
+    base = ready_url["test"][-1].removesuffix("/-/ready")
+    url = f"{base}{path}" + (f"?{urllib.parse.urlencode(params)}" if params else "")
+    proc = compose(env, "exec", "-T", "prometheus", "wget", "-q", "-O", "-", url, timeout=30)
+    check(proc, f"wget {url} in the prometheus container")
+    return json.loads(proc.stdout)["data"]
+
+
+def talker_targets_up(env: dict[str, str]) -> list[str]:
+    targets = prometheus_api(env, "/api/v1/targets", state="active")["activeTargets"]
+    return sorted(t["labels"]["instance"] for t in targets if t["labels"]["job"] == "talker" and t["health"] == "up")
+
+
+def post_tts(port: str, text: str) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/tts", data=json.dumps({"text": text}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as error:  # talker-lb's 503 while no replica is ready
+        return int(error.code)
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +188,7 @@ def check_isolation(env: dict[str, str]) -> None:
 
 def check_containers(env: dict[str, str], secrets_dir: Path) -> None:
     ids = compose(env, "ps", "-q", timeout=60).stdout.split()
-    assert len(ids) == len(SERVICES), ids
+    assert len(ids) == len(SERVICES) + REPLICAS - 1, ids
     inspected = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True).stdout
     robot = {init_env.DINGTALK_DEMO_TOKEN, init_env.DINGTALK_DEMO_SECRET}
     for container in json.loads(inspected):
@@ -183,16 +219,66 @@ def test_stack_compose_up_and_smoke_offline(project_env: dict[str, str], capsys:
         step("talker, dingtalk-relay, dingtalk-standin built from .cache/wheels", started)
         print("[compose-e2e] NOTE: Grafana is not started: no Grafana image can exist offline "
               "(its provisioning is covered by the monitoring tests).", flush=True)
-        up = compose(project_env, "up", "-d", "--wait", *SERVICES, timeout=300)
+        up_started = time.monotonic()
+        up = compose(project_env, "up", "-d", "--wait", "--scale", f"talker={REPLICAS}", *SERVICES, timeout=300)
         if up.returncode != 0:
             logs = compose(project_env, "logs", "--tail=30", timeout=60)
             pytest.fail(f"compose up --wait failed:\n{up.stderr[-3000:]}\n--- logs ---\n{logs.stdout[-6000:]}")
-        step("compose up --wait: all services healthy", started)
+        healthy = time.monotonic() - up_started
+        step(f"compose up --wait --scale talker={REPLICAS}: all services healthy", started)
+
+        try:
+            instances = poll_until(lambda: len(talker_targets_up(project_env)) == REPLICAS
+                                   and talker_targets_up(project_env), timeout=60, interval=0.5,
+                                   what=f"{REPLICAS} talker targets up in Prometheus")
+        except TimeoutError as exc:
+            pytest.fail(f"{exc}\n{prometheus_api(project_env, '/api/v1/targets')}")
+        print(f"[compose-e2e] time from `up` to both talker targets up in Prometheus: "
+              f"{time.monotonic() - up_started:.1f} s (up --wait returned after {healthy:.1f} s); "
+              f"targets {instances}", flush=True)
+
         check_isolation(project_env)
         step("from inside talker: Prometheus, Alertmanager, relay, mail server unreachable", started)
         check_containers(project_env, Path(project_env["SECRETS_DIR"]))
         step("docker inspect: no secret; dropped caps, no-new-privileges, read-only, memory limit, non-root",
              started)
+
+        # talker-lb answers 503 until a replica's /readyz says its engines are loaded, then spreads the
+        # published port over both replicas (least connections, round robin on ties).
+        port = project_env["TALKER_PUBLISHED_PORT"]
+        try:
+            poll_until(lambda: post_tts(port, "first") == 200, timeout=120, interval=0.5, what="talker-lb serving")
+        except TimeoutError as exc:
+            logs = compose(project_env, "logs", "--tail=40", "talker-lb", "talker", timeout=60)
+            pytest.fail(f"{exc}\n{logs.stdout[-5000:]}")
+        print(f"[compose-e2e] time from `up` to the first request served through talker-lb: "
+              f"{time.monotonic() - up_started:.1f} s", flush=True)
+
+        def both_ready() -> bool:
+            result = prometheus_api(project_env, "/api/v1/query", query='sum(talker_ready{job="talker"})')["result"]
+            return bool(result) and float(result[0]["value"][1]) == REPLICAS
+
+        poll_until(both_ready, timeout=120, interval=0.5, what=f"talker_ready on {REPLICAS} replicas")
+        print(f"[compose-e2e] time from `up` to both replicas ready: {time.monotonic() - up_started:.1f} s",
+              flush=True)
+
+        # HAProxy's own readiness check (every 2 s) may still lag Prometheus': keep sending small rounds until
+        # each replica has served some (at most 60 requests), or fail with what each one served.
+        sent = 0
+
+        def served_by_both() -> dict[str, float]:
+            nonlocal sent
+            assert all(post_tts(port, f"replica check {sent + i}") == 200 for i in range(4))
+            sent += 4
+            result = prometheus_api(project_env, "/api/v1/query",
+                                    query='sum by (instance) (talker_http_requests_total{route="/v1/tts"})')["result"]
+            counts = {r["metric"]["instance"]: float(r["value"][1]) for r in result}
+            if sent >= 60:
+                pytest.fail(f"talker-lb kept sending to one replica: {counts} after {sent} requests")
+            return counts if len(counts) == REPLICAS and all(n >= 2 for n in counts.values()) else {}
+
+        counts = poll_until(served_by_both, timeout=90, interval=0.5, what="/v1/tts requests served by both replicas")
+        step(f"talker-lb spread {sent + 1} requests over the replicas: {counts}", started)
 
         smoke = compose(project_env, "run", "--rm", "--no-deps", "-T", "smoke", "--fault", "--timeout", "150",
                         timeout=420)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from stack import contract
+
 ROOT = Path(__file__).resolve().parents[2]
-PUBLISHED = {"talker", "grafana", "mailpit", "dingtalk-standin"}
+PUBLISHED = {"talker-lb", "grafana", "mailpit", "dingtalk-standin"}
 OUR_IMAGES = {"talker": "services/talker/Dockerfile", "dingtalk-relay": "services/dingtalk-relay/Dockerfile",
               "dingtalk-standin": "services/dingtalk-standin/Dockerfile"}
 VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
@@ -140,7 +143,8 @@ def test_stack_node_exporter_excludes_host_mountpoints_it_reports() -> None:
 # --- hardening -------------------------------------------------------------------------------------
 # What may differ from "read-only root, no capabilities, no new privileges, memory limit, non-root":
 WRITABLE_ROOT = {"dcgm-exporter"}  # DCGM writes under /var/log and /tmp; no documented read-only mode
-CAPS_ADDED = {"config-init": ["CHOWN"], "dcgm-exporter": ["SYS_ADMIN"]}
+# dcgm-exporter: no capability while dcgm-exporter/counters.csv has no profiling field (checked below).
+CAPS_ADDED = {"config-init": ["CHOWN"]}
 ROOT_USER = {"config-init", "dcgm-exporter"}  # takes over the config volumes with CHOWN alone; DCGM
 # Upstream images whose default user is already non-root (prom/*: nobody; grafana: 472).
 NON_ROOT_IMAGES = {"prometheus", "alertmanager", "node-exporter", "grafana"}
@@ -178,8 +182,10 @@ def test_stack_networks_keep_talker_away_from_monitoring_and_alerting() -> None:
 
     assert networks("talker") == {"talker"}
     on_talker_net = {name for name in services if "talker" in networks(name)}
-    # Besides talker itself: Prometheus (scrapes it, listens elsewhere) and the smoke tool (tools profile).
-    assert on_talker_net == {"talker", "prometheus", "smoke"}
+    # Besides talker itself: Prometheus (scrapes it, listens elsewhere), talker-lb (forwards to it, on no other
+    # network) and the smoke tool (tools profile).
+    assert on_talker_net == {"talker", "prometheus", "talker-lb", "smoke"}
+    assert networks("talker-lb") == {"talker"}
     for name in ("alertmanager", "dingtalk-relay", "mailpit", "node-exporter", "grafana", "dcgm-exporter",
                  "dingtalk-standin"):
         assert "talker" not in networks(name), name
@@ -223,3 +229,51 @@ def test_stack_secrets_are_files_never_environment() -> None:
     for spec in compose["secrets"].values():
         assert spec["file"].startswith("${SECRETS_DIR:-./secrets}/"), spec
     assert "/secrets/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_stack_talker_scales_behind_talker_lb() -> None:
+    # `docker compose up --scale talker=N`: nothing in talker may be unique per host (a fixed container name or
+    # published port would stop the second replica); talker-lb and Prometheus find every replica by DNS, on
+    # the ports talker really listens on.
+    services = load("docker-compose.yml")["services"]
+    talker, lb = services["talker"], services["talker-lb"]
+    assert "container_name" not in talker and "ports" not in talker
+    api_port, metrics_port = talker["environment"]["TALKER_PORT"], talker["environment"]["TALKER_METRICS_PORT"]
+    assert lb["ports"] == [f"${{BIND_ADDRESS:-127.0.0.1}}:${{TALKER_PUBLISHED_PORT:-8000}}:{api_port}"]
+    haproxy = (ROOT / "talker-lb/haproxy.cfg").read_text(encoding="utf-8")
+    assert re.search(rf"^\s+bind :{api_port}$", haproxy, re.MULTILINE)
+    assert re.search(rf"^\s+server-template talker- 1-\d+ talker:{api_port}$", haproxy, re.MULTILINE)
+    assert re.search(r"^\s+http-check send meth GET uri /readyz$", haproxy, re.MULTILINE)
+    health_port = re.search(r"^\s+bind 127\.0\.0\.1:(\d+)$", haproxy, re.MULTILINE)
+    assert health_port and f"http://127.0.0.1:{health_port.group(1)}/healthz" in lb["healthcheck"]["test"]
+    assert "./talker-lb:/usr/local/etc/haproxy:ro" in lb["volumes"]
+    for code in ("502", "503", "504"):
+        assert f"errorfile {code} /usr/local/etc/haproxy/errors/{code}.http" in haproxy
+        head, _, body = (ROOT / f"talker-lb/errors/{code}.http").read_bytes().partition(b"\r\n\r\n")
+        assert head.startswith(f"HTTP/1.0 {code} ".encode()) and b"Content-Type: application/json" in head
+        assert f"Content-Length: {len(body)}".encode() in head and "error" in json.loads(body)
+    prometheus = yaml.safe_load((ROOT / "prometheus/prometheus.yml").read_text(encoding="utf-8"))
+    job = next(j for j in prometheus["scrape_configs"] if j["job_name"] == "talker")
+    assert "static_configs" not in job
+    assert job["dns_sd_configs"] == [{"names": ["talker"], "type": "A", "port": int(metrics_port),
+                                      "refresh_interval": "5s"}]
+    debug = load("docker-compose.debug.yml")["services"]["talker"]["ports"]
+    assert debug == ["127.0.0.1:${TALKER_METRICS_PUBLISHED_PORTS:-8001-8016}:8001"]  # a range: one port per replica
+
+
+def test_stack_dcgm_exporter_exports_every_dcgm_counter_the_dashboards_and_rules_read() -> None:
+    dcgm = load("docker-compose.gpu.yml")["services"]["dcgm-exporter"]
+    mount = next(v for v in dcgm["volumes"] if v.startswith("./dcgm-exporter/counters.csv:"))
+    assert mount.endswith(":ro") and dcgm["environment"]["DCGM_EXPORTER_COLLECTORS"] == mount.split(":")[1]
+    rows = [line.split(",")[0].strip() for line in (ROOT / "dcgm-exporter/counters.csv").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert all(re.fullmatch(r"DCGM_FI_[A-Z0-9_]+", row) for row in rows), rows
+    used = {name for q in contract.dashboard_queries() + contract.rule_queries() for name in q.metric_names
+            if name.startswith(contract.DCGM_PREFIX)}
+    assert used and used <= set(rows), f"not exported by dcgm-exporter: {sorted(used - set(rows))}"
+    # Profiling fields are what needs CAP_SYS_ADMIN; without them the container gets no extra capability.
+    profiling = [row for row in rows if row.startswith("DCGM_FI_PROF_")]
+    assert bool(profiling) == ("SYS_ADMIN" in dcgm.get("cap_add", [])), profiling
+    image = re.fullmatch(r"\$\{DCGM_EXPORTER_IMAGE:-nvcr\.io/nvidia/k8s/dcgm-exporter:(\d+)\.\d+\.\d+-(\d+)\.\d+\.\d+-"
+                         r"distroless\}", dcgm["image"])
+    assert image and int(image.group(1)) >= 4 and int(image.group(2)) >= 4, dcgm["image"]  # DCGM 4 / exporter 4
