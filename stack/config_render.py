@@ -16,8 +16,9 @@ servers (compose runs it as the one-shot `config-init` service). It changes only
 - target addresses (`addresses`: service name -> host:port; talker's DNS discovery of every compose
   replica becomes one static target), the `gpu_expected` target label and the dcgm-exporter job
   (`gpu`), external labels (CLUSTER_NAME, DEPLOY_ENV, STACK_BOX);
-- `remote_write` to a fleet's central store (PROMETHEUS_REMOTE_WRITE_URL, with basic auth or a bearer
-  token read by Prometheus from a file: the secret itself never enters the rendered config);
+- `remote_write` to a fleet's central store (PROMETHEUS_REMOTE_WRITE_URL; PROMETHEUS_REMOTE_WRITE_AUTH basic
+  or bearer, the password or token read by Prometheus from PROMETHEUS_REMOTE_WRITE_CREDENTIALS_FILE: the
+  secret itself never enters the rendered config);
 - runbook links: the rules' `runbook_url`s are written against RUNBOOK_SOURCE (docs/runbook.md of the
   upstream repository); they are rewritten to RUNBOOK_BASE_URL (default: the copy of docs/runbook.md
   rendered here into runbook/index.html, which compose serves from Grafana at /public/runbook/).
@@ -83,9 +84,10 @@ ENV_DEFAULTS: dict[str, str] = {
     # Fleet: each box remote-writes to one central store; `box` tells the boxes of a cluster apart there.
     "STACK_BOX": "",
     "PROMETHEUS_REMOTE_WRITE_URL": "",
+    "PROMETHEUS_REMOTE_WRITE_AUTH": "none",  # none | basic | bearer
     "PROMETHEUS_REMOTE_WRITE_USERNAME": "",
-    "PROMETHEUS_REMOTE_WRITE_PASSWORD_FILE": "",
-    "PROMETHEUS_REMOTE_WRITE_BEARER_TOKEN_FILE": "",
+    # The password (basic) or token (bearer), a path as Prometheus sees it (compose: the mounted secret).
+    "PROMETHEUS_REMOTE_WRITE_CREDENTIALS_FILE": "/run/secrets/prometheus_remote_write",
 }
 URL_VARIABLES = ("GRAFANA_URL", "ALERTMANAGER_URL", "PROMETHEUS_URL", "RUNBOOK_BASE_URL")
 PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
@@ -261,34 +263,35 @@ def _external_labels(values: Mapping[str, str]) -> dict[str, str]:
 def _remote_write(values: Mapping[str, str]) -> list[dict[str, Any]]:
     """The remote_write section for PROMETHEUS_REMOTE_WRITE_* (empty list: this box keeps its data to itself)."""
     url = values["PROMETHEUS_REMOTE_WRITE_URL"]
+    auth = values["PROMETHEUS_REMOTE_WRITE_AUTH"].strip().lower()
     username = values["PROMETHEUS_REMOTE_WRITE_USERNAME"]
-    password_file = values["PROMETHEUS_REMOTE_WRITE_PASSWORD_FILE"]
-    token_file = values["PROMETHEUS_REMOTE_WRITE_BEARER_TOKEN_FILE"]
+    credentials = values["PROMETHEUS_REMOTE_WRITE_CREDENTIALS_FILE"]
+    if auth not in ("none", "basic", "bearer"):
+        raise RenderError(f"PROMETHEUS_REMOTE_WRITE_AUTH must be none, basic or bearer, not {auth!r}")
     if not url:
-        if username or password_file or token_file:
-            raise RenderError("PROMETHEUS_REMOTE_WRITE_* credentials are set but PROMETHEUS_REMOTE_WRITE_URL is empty")
+        if auth != "none" or username:
+            raise RenderError("PROMETHEUS_REMOTE_WRITE_AUTH/_USERNAME are set but PROMETHEUS_REMOTE_WRITE_URL is empty")
         return []
     parts = urlsplit(url)
     if not SAFE_URL.match(url) or not parts.hostname:
         raise RenderError(f"PROMETHEUS_REMOTE_WRITE_URL must be an http(s) URL without spaces or quotes: {url!r}")
     if parts.username or parts.password:
-        raise RenderError("PROMETHEUS_REMOTE_WRITE_URL must not carry credentials: use "
-                          "PROMETHEUS_REMOTE_WRITE_USERNAME + _PASSWORD_FILE or _BEARER_TOKEN_FILE")
+        raise RenderError("PROMETHEUS_REMOTE_WRITE_URL must not carry credentials: use PROMETHEUS_REMOTE_WRITE_AUTH "
+                          "with the password or token in the credentials file")
     if not values["STACK_BOX"]:
         raise RenderError("PROMETHEUS_REMOTE_WRITE_URL needs STACK_BOX: a name unique among the boxes that write "
                           "to the central store (their series would collide without it)")
-    for name, path in (("PASSWORD_FILE", password_file), ("BEARER_TOKEN_FILE", token_file)):
-        if path and not path.startswith("/"):
-            raise RenderError(f"PROMETHEUS_REMOTE_WRITE_{name} must be an absolute path (in Prometheus): {path!r}")
+    if (auth == "basic") != bool(username):
+        raise RenderError("PROMETHEUS_REMOTE_WRITE_USERNAME goes with PROMETHEUS_REMOTE_WRITE_AUTH=basic, and only "
+                          f"with it (AUTH is {auth!r})")
+    if auth != "none" and not credentials.startswith("/"):
+        raise RenderError("PROMETHEUS_REMOTE_WRITE_CREDENTIALS_FILE must be an absolute path (in Prometheus): "
+                          f"{credentials!r}")
     target: dict[str, Any] = {"name": "central", "url": url}
-    if username or password_file:
-        if not (username and password_file):
-            raise RenderError("basic auth needs both PROMETHEUS_REMOTE_WRITE_USERNAME and _PASSWORD_FILE")
-        if token_file:
-            raise RenderError("choose basic auth (_USERNAME/_PASSWORD_FILE) or _BEARER_TOKEN_FILE, not both")
-        target["basic_auth"] = {"username": username, "password_file": password_file}
-    elif token_file:
-        target["authorization"] = {"type": "Bearer", "credentials_file": token_file}
+    if auth == "basic":
+        target["basic_auth"] = {"username": username, "password_file": credentials}
+    elif auth == "bearer":
+        target["authorization"] = {"type": "Bearer", "credentials_file": credentials}
     return [target]
 
 

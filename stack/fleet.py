@@ -98,13 +98,13 @@ class LocalFleet:
                "PROMETHEUS_REMOTE_WRITE_URL": self.remote_write_url}
         if self.auth == "basic":
             env["PROMETHEUS_REMOTE_WRITE_USERNAME"] = CENTRAL_USER
-            env["PROMETHEUS_REMOTE_WRITE_PASSWORD_FILE"] = str(self._secret_file("remote_write_password",
-                                                                                  self.box_password))
+            secret = self._secret_file("prometheus_remote_write", self.box_password)
         elif self.auth == "bearer":
-            env["PROMETHEUS_REMOTE_WRITE_BEARER_TOKEN_FILE"] = str(self._secret_file("remote_write_token",
-                                                                                      self.bearer_token))
+            secret = self._secret_file("prometheus_remote_write", self.bearer_token)
         else:
             raise ValueError(f"auth must be basic or bearer, not {self.auth!r}")
+        env["PROMETHEUS_REMOTE_WRITE_AUTH"] = self.auth
+        env["PROMETHEUS_REMOTE_WRITE_CREDENTIALS_FILE"] = str(secret)
         return env
 
     def _central_config(self) -> tuple[Path, Path]:

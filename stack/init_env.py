@@ -48,6 +48,7 @@ SECRETS = (
            "DINGTALK_SECRET"),
     Secret("smtp_auth_password", "SMTP password (used when SMTP_AUTH_USERNAME is set)", "", "SMTP_AUTH_PASSWORD"),
     Secret("relay_webhook_token", "bearer token Alertmanager sends to dingtalk-relay", None),
+    Secret("prometheus_remote_write", "central store's password or token (PROMETHEUS_REMOTE_WRITE_AUTH)", ""),
 )
 
 

@@ -27,7 +27,7 @@ from stack.procs import poll_until
 
 EXTERNAL = ("cluster", "env", "box")
 BASIC = {"STACK_BOX": "gz-01", "PROMETHEUS_REMOTE_WRITE_URL": "https://metrics.example.com/api/v1/push",
-         "PROMETHEUS_REMOTE_WRITE_USERNAME": "gz-01", "PROMETHEUS_REMOTE_WRITE_PASSWORD_FILE": "/run/secrets/rw"}
+         "PROMETHEUS_REMOTE_WRITE_AUTH": "basic", "PROMETHEUS_REMOTE_WRITE_USERNAME": "gz-01"}
 
 
 def rendered_prometheus(tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
@@ -47,15 +47,22 @@ def test_fleet_render_basic_auth_reads_the_password_from_a_file(tmp_path: Path) 
     prom = rendered_prometheus(tmp_path, {**BASIC, "CLUSTER_NAME": "south", "DEPLOY_ENV": "prod"})
     assert prom["global"]["external_labels"] == {"cluster": "south", "env": "prod", "box": "gz-01"}
     assert prom["remote_write"] == [{"name": "central", "url": "https://metrics.example.com/api/v1/push",
-                                     "basic_auth": {"username": "gz-01", "password_file": "/run/secrets/rw"}}]
+                                     "basic_auth": {"username": "gz-01",
+                                                    "password_file": "/run/secrets/prometheus_remote_write"}}]
 
 
 def test_fleet_render_bearer_token_from_a_file(tmp_path: Path) -> None:
     env = {"STACK_BOX": "b2", "PROMETHEUS_REMOTE_WRITE_URL": "http://receive:19291/api/v1/receive",
-           "PROMETHEUS_REMOTE_WRITE_BEARER_TOKEN_FILE": "/run/secrets/rw_token"}
+           "PROMETHEUS_REMOTE_WRITE_AUTH": "Bearer", "PROMETHEUS_REMOTE_WRITE_CREDENTIALS_FILE": "/etc/rw/token"}
     (target,) = rendered_prometheus(tmp_path, env)["remote_write"]
-    assert target["authorization"] == {"type": "Bearer", "credentials_file": "/run/secrets/rw_token"}
+    assert target["authorization"] == {"type": "Bearer", "credentials_file": "/etc/rw/token"}
     assert "basic_auth" not in target
+
+
+def test_fleet_render_without_auth_sends_no_credentials(tmp_path: Path) -> None:
+    env = {"STACK_BOX": "b3", "PROMETHEUS_REMOTE_WRITE_URL": "http://central.lan:9090/api/v1/write"}
+    assert rendered_prometheus(tmp_path, env)["remote_write"] == [
+        {"name": "central", "url": "http://central.lan:9090/api/v1/write"}]
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -64,9 +71,10 @@ def test_fleet_render_bearer_token_from_a_file(tmp_path: Path) -> None:
     ({"PROMETHEUS_REMOTE_WRITE_URL": "https://u:p@metrics.example.com/push"}, "must not carry credentials"),
     ({"PROMETHEUS_REMOTE_WRITE_URL": "ftp://metrics.example.com/push"}, "http\\(s\\) URL"),
     ({"PROMETHEUS_REMOTE_WRITE_URL": 'http://x/"push'}, "http\\(s\\) URL"),
-    ({"PROMETHEUS_REMOTE_WRITE_PASSWORD_FILE": ""}, "needs both"),
-    ({"PROMETHEUS_REMOTE_WRITE_PASSWORD_FILE": "secrets/rw"}, "absolute path"),
-    ({"PROMETHEUS_REMOTE_WRITE_BEARER_TOKEN_FILE": "/run/secrets/t"}, "not both"),
+    ({"PROMETHEUS_REMOTE_WRITE_USERNAME": ""}, "goes with PROMETHEUS_REMOTE_WRITE_AUTH=basic"),
+    ({"PROMETHEUS_REMOTE_WRITE_AUTH": "bearer"}, "goes with PROMETHEUS_REMOTE_WRITE_AUTH=basic"),
+    ({"PROMETHEUS_REMOTE_WRITE_AUTH": "digest"}, "none, basic or bearer"),
+    ({"PROMETHEUS_REMOTE_WRITE_CREDENTIALS_FILE": "secrets/rw"}, "absolute path"),
     ({"PROMETHEUS_REMOTE_WRITE_URL": ""}, "URL is empty"),
 ])
 def test_fleet_render_refuses_half_or_unsafe_settings(tmp_path: Path, change: dict[str, str], message: str) -> None:
