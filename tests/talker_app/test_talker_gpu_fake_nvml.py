@@ -5,15 +5,22 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import torch
+from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from talker.app import create_app
 from talker.gpu import GpuCollector, TorchCudaMemory
+from talker.settings import Settings
+
+from stack.procs import poll_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -220,3 +227,25 @@ def test_talker_gpu_fake_nvml_dashboard_shows_each_gpu_not_an_aggregate() -> Non
             assert not aggregated or re.search(r"by\s*\([^)]*\bgpu\b", expr), (panel["title"], expr)
             assert "{{gpu}}" in target.get("legendFormat", ""), (panel["title"], target.get("legendFormat"))
     assert checked >= len(GPU_FAMILIES)
+
+
+def test_talker_gpu_fake_nvml_box_whose_engines_cannot_use_its_gpus_reports_cpu_fallback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The silent failure of a wrong image: the driver shows two GPUs (fake NVML as `pynvml`), but this torch is a
+    # CPU build and this onnxruntime has no CUDA provider. The real app, engines and probes must say so.
+    if torch.cuda.is_available():
+        pytest.skip("needs a torch without CUDA (this box's torch can use its GPU)")
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml())
+    app = create_app(Settings(device="auto", enable_piper=True, admin_token=None, engine_threads=1))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        poll_until(lambda: client.get("/readyz").status_code == 200, timeout=120, what="engines loaded")
+        body = client.get("/readyz").json()
+        metrics = client.get("/metrics").text
+    assert body["engine_providers"] == {"espeak": ["cpu"], "piper": ["CPUExecutionProvider"], "renderer": ["cpu"]}
+    assert body["cpu_fallback"] == {"espeak": False, "piper": True, "renderer": True}
+    assert 'talker_engine_cpu_fallback{engine="piper"} 1.0' in metrics
+    assert 'talker_engine_cpu_fallback{engine="renderer"} 1.0' in metrics
+    assert 'talker_engine_cpu_fallback{engine="espeak"} 0.0' in metrics
+    assert 'talker_engine_info{engine="piper",provider="CPUExecutionProvider"} 1.0' in metrics
+    assert 'talker_gpu_utilization_ratio{gpu="1",name="NVIDIA A10"} 0.0' in metrics  # both GPUs still listed
