@@ -7,6 +7,7 @@ a test can prove no temporary files are left behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Iterator
@@ -21,9 +22,10 @@ from stack.procs import ManagedProcess, free_port, wait_http
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
-def talker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TalkerServer]:
-    base = tmp_path_factory.mktemp("talker_server")
+@contextlib.contextmanager
+def run_talker(tmp_path_factory: pytest.TempPathFactory, name: str, **settings: str) -> Iterator[TalkerServer]:
+    """`python -m talker` on free ports with the test defaults below, overridden by `settings` (TALKER_*)."""
+    base = tmp_path_factory.mktemp(name)
     tmpdir = base / "tmp"
     tmpdir.mkdir()
     port, metrics_port = free_port(), free_port()
@@ -40,12 +42,19 @@ def talker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TalkerServer]:
         "TALKER_DEVICE": "cpu",
         "TALKER_ENGINE_THREADS": "1",
         "TALKER_LOG_LEVEL": "INFO",
+        **settings,
     }
     env.pop("TALKER_LOG_TEXT", None)
     with ManagedProcess("talker", [sys.executable, "-m", "talker"], log_dir=base, env=env, cwd=REPO) as proc:
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/readyz", timeout=90, proc=proc)
         yield TalkerServer(url=url, metrics_url=f"http://127.0.0.1:{metrics_port}/metrics", tmpdir=tmpdir, proc=proc)
+
+
+@pytest.fixture(scope="session")
+def talker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TalkerServer]:
+    with run_talker(tmp_path_factory, "talker_server") as server:
+        yield server
 
 
 @pytest.fixture

@@ -1,0 +1,172 @@
+"""Streams against a talker with API keys, a 1 s write timeout and TALKER_MAX_AUDIO_SECONDS=100.
+
+Clients that hang up or stop reading are real sockets; the server's slot, threads, ffmpeg children and
+temporary files are read from the outside (metrics port, /proc) with deadlines, never with sleeps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+from talker_app.conftest import run_talker
+from talker_app.stream_client import SPEECH, RawStream, ffmpeg_children, thread_count
+from talker_app.talker_server import TalkerServer
+from talker_engines.media import parse_wav
+
+from stack.procs import poll_until
+
+KEY = "key-alpha-5b1f0c"
+FILE_KEY = "key-beta-9d2e7a"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+MAX_AUDIO_S = 100
+WRITE_TIMEOUT_S = 1.0
+# About 110 s of espeak speech, cut at 100 s (4.8 MB of pcm):
+# more than the socket buffers and the stream buffer hold together.
+LONG_TEXT = " ".join(["The deployment finished without errors and every check is green again."] * 27)
+# Digits say far more than their length: the up-front estimate lets it through, the limit cuts it.
+DIGITS = "1234567890123, " * 60
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TalkerServer]:
+    keys_file = tmp_path_factory.mktemp("keys") / "api_keys"
+    keys_file.write_text(f"{FILE_KEY}\n")
+    with run_talker(
+        tmp_path_factory, "secured_talker",
+        TALKER_API_KEYS=KEY, TALKER_API_KEYS_FILE=str(keys_file),
+        TALKER_STREAM_WRITE_TIMEOUT_S=str(WRITE_TIMEOUT_S), TALKER_STREAM_BUFFER_BYTES="65536",
+        TALKER_MAX_AUDIO_SECONDS=str(MAX_AUDIO_S), TALKER_MAX_TEXT_CHARS="3000", TALKER_REQUEST_TIMEOUT_S="30",
+    ) as server:
+        yield server
+
+
+def idle(talker: TalkerServer) -> bool:
+    return (talker.value("talker_active_sessions") == 0 and talker.value("talker_streams_active", kind="audio") == 0
+            and not ffmpeg_children(talker.proc.pid))
+
+
+def outcomes(talker: TalkerServer, outcome: str) -> float:
+    return talker.value("talker_streams_ended_total", kind="audio", outcome=outcome)
+
+
+def test_api_keys_guard_every_v1_route_and_stay_secret(secured: TalkerServer) -> None:
+    talker = secured
+    refused_before = talker.value("talker_requests_rejected_total", reason="unauthorized")
+    calls = [("GET", "/v1/voices", None), ("POST", "/v1/tts", {"text": "hi"}),
+             ("POST", SPEECH, {"model": "tts-1", "voice": "alloy", "input": "hi", "response_format": "wav"})]
+    wrong = ["Bearer key-alpha-5b1f0", "Bearer key-alpha-5b1f0c0", "Bearer KEY-ALPHA-5B1F0C", f"Basic {KEY}"]
+    with httpx.Client(base_url=talker.url, timeout=30) as client:
+        for method, path, body in calls:
+            missing = client.request(method, path, json=body)
+            assert missing.status_code == 401, path
+            assert missing.headers["www-authenticate"] == "Bearer"
+            assert missing.json()["error"] == "unauthorized"
+            for header in wrong:
+                response = client.request(method, path, json=body, headers={"Authorization": header})
+                assert response.status_code == (401 if header.startswith("Basic") else 403), (path, header)
+            for key in (KEY, FILE_KEY):
+                ok = client.request(method, path, json=body, headers={"Authorization": f"Bearer {key}"})
+                assert ok.status_code == 200, (path, ok.text)
+        assert client.get("/readyz").status_code == 200  # probes stay open for orchestrators
+    refused = len(calls) * (1 + len(wrong))
+    assert talker.value("talker_requests_rejected_total", reason="unauthorized") == refused_before + refused
+    log = talker.proc.log_path.read_text()
+    scrape = talker.scrape()
+    for secret in (KEY, FILE_KEY, "key-alpha-5b1f0"):
+        assert secret not in log and secret not in scrape
+
+
+def test_openai_sdk_sends_its_key_as_the_bearer(secured: TalkerServer) -> None:
+    good = openai.OpenAI(base_url=f"{secured.url}/v1", api_key=FILE_KEY, max_retries=0)
+    with good.audio.speech.with_streaming_response.create(model="tts-1", voice="alloy", input="Hello.",
+                                                          response_format="wav") as response:
+        data = response.read()
+    assert data[:4] == b"RIFF" and len(data) > 10_000
+    with pytest.raises(openai.PermissionDeniedError):
+        openai.OpenAI(base_url=f"{secured.url}/v1", api_key="not-a-key", max_retries=0).audio.speech.create(
+            model="tts-1", voice="alloy", input="Hello.")
+
+
+@pytest.mark.parametrize(("model", "fmt", "text"), [
+    ("espeak", "pcm", LONG_TEXT),  # the producer waits on the full buffer when the client leaves
+    ("piper", "mp3", LONG_TEXT[:600]),  # Piper mid-sentence and ffmpeg running when the client leaves
+])
+def test_client_that_hangs_up_stops_the_stream_within_half_a_second(secured: TalkerServer, model: str, fmt: str,
+                                                                     text: str) -> None:
+    talker = secured
+    poll_until(lambda: idle(talker), timeout=10, what="an idle server")
+    threads = thread_count(talker.proc.pid)
+    files = set(talker.tmpdir.iterdir())
+    closed_before = outcomes(talker, "client_closed")
+    stream = RawStream(talker.url, SPEECH, {"model": model, "voice": "alloy", "input": text, "response_format": fmt},
+                       headers=AUTH)
+    try:
+        assert stream.status == 200
+        assert talker.value("talker_active_sessions") == 1  # still producing: the slot is held
+        if fmt == "mp3":
+            assert ffmpeg_children(talker.proc.pid)
+    finally:
+        hung_up = time.monotonic()
+        stream.hang_up()
+    poll_until(lambda: idle(talker), timeout=5, interval=0.01, what="slot freed, ffmpeg gone")
+    assert time.monotonic() - hung_up < 0.5
+    assert outcomes(talker, "client_closed") == closed_before + 1
+    poll_until(lambda: thread_count(talker.proc.pid) <= threads, timeout=1, interval=0.01, what="threads joined")
+    assert set(talker.tmpdir.iterdir()) == files  # no temporary files left
+
+
+def test_client_that_stops_reading_is_cut_after_the_write_timeout(secured: TalkerServer) -> None:
+    talker = secured
+    poll_until(lambda: idle(talker), timeout=10, what="an idle server")
+    threads = thread_count(talker.proc.pid)
+    slow_before = outcomes(talker, "slow_reader")
+    stream = RawStream(talker.url, SPEECH, {"model": "espeak", "voice": "alloy", "input": LONG_TEXT,
+                                            "response_format": "pcm"}, headers=AUTH)
+    try:
+        assert stream.status == 200
+        started = time.monotonic()
+        # Nothing is read: the socket fills, the buffer fills, the producer waits, the write times out.
+        poll_until(lambda: outcomes(talker, "slow_reader") == slow_before + 1, timeout=WRITE_TIMEOUT_S + 15,
+                   interval=0.05, what="the slow reader cut")
+        assert time.monotonic() - started >= WRITE_TIMEOUT_S
+        poll_until(lambda: idle(talker), timeout=1, interval=0.01, what="slot freed after the cut")
+        poll_until(lambda: thread_count(talker.proc.pid) <= threads, timeout=1, interval=0.01, what="threads")
+    finally:
+        stream.close()
+    assert talker.value("talker_streams_ended_total", kind="audio", outcome="error") == 0
+
+
+def test_max_audio_seconds_refuses_up_front_or_cuts_cleanly(secured: TalkerServer) -> None:
+    talker = secured
+    too_long = " ".join(["Every check is green and the deployment finished."] * 55)  # ~2800 characters, ~155 s
+    with httpx.Client(base_url=talker.url, timeout=60, headers=AUTH) as client:
+        for path, body, field in (
+            (SPEECH, {"model": "tts-1", "voice": "alloy", "input": too_long}, "input"),
+            ("/v1/tts", {"text": too_long}, "text"),
+            ("/v1/talk", {"text": too_long}, "text"),
+        ):
+            refused = client.post(path, json=body)
+            assert refused.status_code == 422, path
+            assert refused.json()["error"] == "audio too long" and refused.json()["field"] == field
+            assert refused.json()["max_audio_seconds"] == MAX_AUDIO_S
+
+        cut_speech = talker.value("talker_audio_truncated_total", route=SPEECH)
+        cut_tts = talker.value("talker_audio_truncated_total", route="/v1/tts")
+        completed = outcomes(talker, "completed")
+        pcm = client.post(SPEECH, json={"model": "espeak", "voice": "alloy", "input": DIGITS,
+                                        "response_format": "pcm"})
+        assert pcm.status_code == 200  # a complete body: the stream ended cleanly at the limit
+        assert abs(len(pcm.content) / 2 / 24_000 - MAX_AUDIO_S) < 0.01
+        wav = client.post("/v1/tts", json={"text": DIGITS})
+        assert wav.headers["x-audio-truncated"] == "true"
+        assert abs(parse_wav(wav.content).seconds - MAX_AUDIO_S) < 0.01
+    assert talker.value("talker_audio_truncated_total", route=SPEECH) == cut_speech + 1
+    assert talker.value("talker_audio_truncated_total", route="/v1/tts") == cut_tts + 1
+    assert outcomes(talker, "completed") == completed + 1
+    logged = [line for line in talker.proc.log_path.read_text().splitlines() if '"truncated": true' in line]
+    assert len(logged) == 2 and all("TALKER_MAX_AUDIO_SECONDS" in line for line in logged)
+
