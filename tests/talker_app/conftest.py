@@ -15,7 +15,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from talker_app.talker_server import ADMIN_TOKEN, MAX_AUDIO_S, REQUEST_TIMEOUT_S, WRITE_TIMEOUT_S, TalkerServer
+from talker_app.talker_server import (
+    ADMIN_TOKEN,
+    API_KEY,
+    FILE_API_KEY,
+    MAX_AUDIO_S,
+    REQUEST_TIMEOUT_S,
+    SECURED_MAX_AUDIO_S,
+    WRITE_TIMEOUT_S,
+    TalkerServer,
+)
 
 from stack.procs import ManagedProcess, free_port, wait_http
 
@@ -44,7 +53,9 @@ def run_talker(tmp_path_factory: pytest.TempPathFactory, name: str, **settings: 
         "TALKER_LOG_LEVEL": "INFO",
         **settings,
     }
-    env.pop("TALKER_LOG_TEXT", None)
+    for unset in ("TALKER_LOG_TEXT", "TALKER_API_KEYS", "TALKER_API_KEYS_FILE"):
+        if unset not in settings:
+            env.pop(unset, None)
     with ManagedProcess("talker", [sys.executable, "-m", "talker"], log_dir=base, env=env, cwd=REPO) as proc:
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/readyz", timeout=90, proc=proc)
@@ -54,6 +65,20 @@ def run_talker(tmp_path_factory: pytest.TempPathFactory, name: str, **settings: 
 @pytest.fixture(scope="session")
 def talker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TalkerServer]:
     with run_talker(tmp_path_factory, "talker_server") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TalkerServer]:
+    """A talker with API keys (one in the variable, one in a file), a 1 s write timeout and 100 s of audio at most."""
+    keys_file = tmp_path_factory.mktemp("keys") / "api_keys"
+    keys_file.write_text(f"{FILE_API_KEY}\n")
+    with run_talker(
+        tmp_path_factory, "secured_talker",
+        TALKER_API_KEYS=API_KEY, TALKER_API_KEYS_FILE=str(keys_file),
+        TALKER_STREAM_WRITE_TIMEOUT_S=str(WRITE_TIMEOUT_S), TALKER_STREAM_BUFFER_BYTES="65536",
+        TALKER_MAX_AUDIO_SECONDS=str(SECURED_MAX_AUDIO_S), TALKER_MAX_TEXT_CHARS="3000", TALKER_REQUEST_TIMEOUT_S="30",
+    ) as server:
         yield server
 
 

@@ -15,6 +15,10 @@ REQUEST_TIMEOUT_S = 3.0
 # The streaming server (conftest's stream_talker): a write timeout and an audio limit cheap to reach.
 WRITE_TIMEOUT_S = 1.0
 MAX_AUDIO_S = 75.0
+# The `secured` server (conftest.py): API keys, the same write timeout, a higher audio limit.
+API_KEY = "key-alpha-5b1f0c"
+FILE_API_KEY = "key-beta-9d2e7a"
+SECURED_MAX_AUDIO_S = 100
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
-from talker_app.talker_server import TalkerServer
+from talker_app.talker_server import API_KEY, TalkerServer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -120,3 +120,25 @@ def test_talker_demo_page_shows_api_errors(page: Page) -> None:
     error = page.locator("#error")
     error.wait_for(state="visible", timeout=10_000)
     assert "422" in error.inner_text() and "text" in error.inner_text()
+
+
+def test_talker_demo_page_asks_for_the_api_key_and_keeps_it(browser: Browser, secured: TalkerServer) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(secured.url + "/")
+    page.wait_for_selector("#error:not([hidden])", timeout=15_000)
+    assert "401" in page.inner_text("#error") and "API key" in page.inner_text("#error")
+    assert page.locator("#voice option").count() == 0
+
+    page.fill("#apikey", API_KEY)
+    page.dispatch_event("#apikey", "change")
+    page.wait_for_selector("body[data-ready='true']", timeout=15_000)
+    assert page.locator("#error").is_hidden() and page.locator("#voice option").count() >= 4
+    page.fill("#text", "The key works.")
+    page.click("#speak")
+    wait_until_playing(page, "#audio")
+
+    page.reload()  # the key stays in this browser, so the page works right away next time
+    page.wait_for_selector("body[data-ready='true']", timeout=15_000)
+    assert page.input_value("#apikey") == API_KEY
+    context.close()

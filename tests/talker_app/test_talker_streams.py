@@ -7,41 +7,23 @@ temporary files are read from the outside (metrics port, /proc) with deadlines, 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
-from talker_app.conftest import run_talker
 from talker_app.stream_client import SPEECH, RawStream, ffmpeg_children, thread_count
-from talker_app.talker_server import TalkerServer
+from talker_app.talker_server import API_KEY, FILE_API_KEY, MAX_AUDIO_S, WRITE_TIMEOUT_S, TalkerServer
 from talker_engines.media import parse_wav
 
 from stack.procs import poll_until
 
-KEY = "key-alpha-5b1f0c"
-FILE_KEY = "key-beta-9d2e7a"
+KEY, FILE_KEY = API_KEY, FILE_API_KEY
 AUTH = {"Authorization": f"Bearer {KEY}"}
-MAX_AUDIO_S = 100
-WRITE_TIMEOUT_S = 1.0
 # About 110 s of espeak speech, cut at 100 s (4.8 MB of pcm):
 # more than the socket buffers and the stream buffer hold together.
 LONG_TEXT = " ".join(["The deployment finished without errors and every check is green again."] * 27)
 # Digits say far more than their length: the up-front estimate lets it through, the limit cuts it.
 DIGITS = "1234567890123, " * 60
-
-
-@pytest.fixture(scope="module")
-def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TalkerServer]:
-    keys_file = tmp_path_factory.mktemp("keys") / "api_keys"
-    keys_file.write_text(f"{FILE_KEY}\n")
-    with run_talker(
-        tmp_path_factory, "secured_talker",
-        TALKER_API_KEYS=KEY, TALKER_API_KEYS_FILE=str(keys_file),
-        TALKER_STREAM_WRITE_TIMEOUT_S=str(WRITE_TIMEOUT_S), TALKER_STREAM_BUFFER_BYTES="65536",
-        TALKER_MAX_AUDIO_SECONDS=str(MAX_AUDIO_S), TALKER_MAX_TEXT_CHARS="3000", TALKER_REQUEST_TIMEOUT_S="30",
-    ) as server:
-        yield server
 
 
 def idle(talker: TalkerServer) -> bool:

@@ -3,6 +3,13 @@
 
 const $ = (id) => document.getElementById(id);
 const state = { audioUrl: null, videoUrl: null };
+// With TALKER_API_KEYS set every /v1 call needs the key; it stays in this browser (localStorage) only.
+const KEY_STORE = "talker.apiKey";
+
+function authHeaders() {
+  const key = $("apikey").value.trim();
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
 
 function showError(message) {
   const box = $("error");
@@ -35,7 +42,8 @@ function fillSelect(select, items, selected) {
 }
 
 async function loadChoices() {
-  const [voices, avatars] = await Promise.all([fetch("/v1/voices"), fetch("/v1/avatars")]);
+  const headers = authHeaders();
+  const [voices, avatars] = await Promise.all([fetch("/v1/voices", { headers }), fetch("/v1/avatars", { headers })]);
   if (!voices.ok) throw new Error(await describeError(voices));
   if (!avatars.ok) throw new Error(await describeError(avatars));
   const v = await voices.json();
@@ -84,7 +92,7 @@ async function render(path, withAvatar, player, urlKey) {
   try {
     const response = await fetch(path, {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: { "Content-Type": "application/json", ...authHeaders() },
       body: JSON.stringify(requestBody(withAvatar)),
     });
     if (!response.ok) throw new Error(await describeError(response));
@@ -190,12 +198,24 @@ $("speak").addEventListener("click", speak);
 $("talk").addEventListener("click", talk);
 $("form").addEventListener("submit", (event) => event.preventDefault());
 
-(async () => {
-  await waitUntilReady();
+async function start() {
   try {
     await loadChoices();
+    showError("");
     document.body.dataset.ready = "true";
   } catch (err) {
-    showError(`Could not load voices/avatars: ${err.message}`);
+    const hint = /^40[13]/.test(err.message) ? " — enter the API key above" : "";
+    showError(`Could not load voices/avatars: ${err.message}${hint}`);
   }
+}
+
+$("apikey").value = localStorage.getItem(KEY_STORE) || "";
+$("apikey").addEventListener("change", () => {
+  localStorage.setItem(KEY_STORE, $("apikey").value.trim());
+  start();
+});
+
+(async () => {
+  await waitUntilReady();
+  await start();
 })();
