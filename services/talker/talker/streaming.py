@@ -58,6 +58,7 @@ class StreamSink:
         self._aborted = False  # consumer gone: drop everything, stop the producer
         self._consumer_waiting = False
         self._readable = asyncio.Event()
+        self.stop_event: threading.Event | None = None  # the producer's stop event, once it runs
 
     @property
     def buffered_bytes(self) -> int:
@@ -100,6 +101,8 @@ class StreamSink:
             self._chunks.clear()
             self._bytes = 0
             self._cond.notify_all()
+        if self.stop_event is not None:
+            self.stop_event.set()  # now, not a loop turn later when the cancelled job task runs again
         self._readable.set()  # only called on the loop thread
 
     async def take(self) -> bytes | None:
@@ -204,6 +207,7 @@ async def open_stream(
     sink = StreamSink(loop, spec.buffer_bytes)
 
     def job(stop: threading.Event) -> R:
+        sink.stop_event = stop
         try:
             return produce(sink, stop)
         finally:
