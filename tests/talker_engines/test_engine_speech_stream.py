@@ -1,0 +1,136 @@
+"""Incremental speech: text pieces, engines that hand audio on piece by piece, encoders that keep up."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+
+import numpy as np
+import pytest
+from talker.audio_formats import PCM_RATE, LinearResampler, open_encoder, streaming_wav_header
+from talker.pipeline import Pipeline
+from talker.streaming import StreamSink
+from talker.tts.segment import split_for_streaming
+from talker.types import Cancelled
+
+LONG = ("Good morning, everyone. The deployment finished without errors and every check is green again; "
+        "the release notes are online, the dashboards look calm and nobody has been paged since midnight.")
+
+
+def words(piece: str) -> int:
+    return len(piece.split())
+
+
+def test_pieces_are_the_text_in_order_with_a_short_first_piece() -> None:
+    text = "This first sentence has far more than six words in it, really. Short. " + LONG
+    pieces = split_for_streaming(text, first_max_words=6, max_words=12)
+    assert " ".join(pieces) == " ".join(text.split())  # nothing added, dropped or reordered
+    assert words(pieces[0]) <= 6 and all(words(p) <= 12 for p in pieces)
+    assert pieces[:2] == ["This first sentence has far more", "than six words in it, really."]  # sentence end
+    assert "Short." in pieces
+    # Over budget, a piece ends at its last clause mark rather than mid-clause when it has one.
+    assert "the release notes are online," in pieces
+
+
+def test_pieces_cut_at_the_budget_without_punctuation_and_per_character_in_chinese() -> None:
+    assert split_for_streaming("one two three four five six seven", first_max_words=3, max_words=2) == [
+        "one two three", "four five", "six seven"]
+    assert split_for_streaming("你好，我是一个数字人。今天天气很好", first_max_words=4, max_words=5) == [
+        "你好，", "我是一个数", "字人。", "今天天气很", "好"]
+    assert split_for_streaming("   ", first_max_words=3, max_words=3) == []
+
+
+def test_espeak_stream_starts_with_a_short_piece_and_says_the_same_as_one_call(pipeline: Pipeline) -> None:
+    whole = pipeline.synthesize(LONG, voice="en-us")
+    stream = pipeline.stream_speech(LONG, voice="en-us")
+    pieces = list(stream)
+    assert stream.engine == "espeak" and stream.sample_rate == 22050 and len(pieces) >= 3
+    assert len(pieces[0].samples) / 22050 < 2.0  # "Good morning, everyone." and its pause, of ~10 s
+    assert abs(stream.audio_seconds - whole.audio_seconds) < 0.03 * whole.audio_seconds  # pauses kept
+    marks = [m.start_s for p in pieces for m in p.phonemes]
+    assert marks == sorted(marks) and 0 <= marks[0] and marks[-1] < stream.audio_seconds  # stream-relative
+    assert marks[-1] > stream.audio_seconds - 1.0
+    assert stream.tts_seconds > 0 and not stream.truncated
+
+
+def test_espeak_and_piper_streams_stop_exactly_at_the_audio_limit(pipeline: Pipeline) -> None:
+    piper = next(v.id for v in pipeline.voices() if v.engine == "piper")
+    for voice in ("en-us", piper):
+        stream = pipeline.stream_speech(LONG, voice=voice, max_seconds=2.0)
+        samples = np.concatenate([p.samples for p in stream])
+        assert len(samples) == 2 * stream.sample_rate and stream.truncated, voice
+        whole = pipeline.synthesize(LONG, voice=voice, max_seconds=2.0)
+        assert whole.truncated and whole.audio_seconds == 2.0, voice
+    assert not pipeline.synthesize("Hi.", voice="en-us", max_seconds=2.0).truncated
+
+
+def test_piper_streams_sentence_by_sentence_and_stops_mid_sentence(pipeline: Pipeline) -> None:
+    piper = next(v.id for v in pipeline.voices() if v.engine == "piper")
+    stream = pipeline.stream_speech(LONG, voice=piper)
+    first = next(stream)
+    assert stream.engine == "piper" and 0.3 < len(first.samples) / stream.sample_rate < 2.5  # "Good morning, ..."
+    rest = list(stream)
+    assert len(rest) >= 2
+
+    sentence = re.sub(r"[,;.]", "", LONG)  # one long run without a place to stop between sentences
+    started = time.perf_counter()
+    pipeline.synthesize(sentence, voice=piper)
+    full_s = time.perf_counter() - started
+    stop = threading.Event()
+    threading.Timer(0.1 * full_s, stop.set).start()
+    started = time.perf_counter()
+    with pytest.raises(Cancelled):
+        pipeline.synthesize(sentence, voice=piper, should_stop=stop.is_set)
+    assert time.perf_counter() - started < 0.5 * full_s  # the onnxruntime run was terminated, not awaited
+
+
+def test_resampler_in_chunks_equals_one_pass_and_keeps_the_pitch() -> None:
+    rate = 22050
+    t = np.arange(rate) / rate
+    tone = (10000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+    one = LinearResampler(rate, PCM_RATE)(tone)
+    chunked = LinearResampler(rate, PCM_RATE)
+    parts = np.concatenate([chunked(tone[i:i + 1234]) for i in range(0, len(tone), 1234)])
+    assert len(parts) == len(one) and np.max(np.abs(parts.astype(int) - one)) <= 1  # rounding only
+    assert abs(len(one) - PCM_RATE) <= 1
+    crossings = np.count_nonzero(np.diff(np.signbit(one.astype(np.int32))))
+    assert abs(crossings / 2 - 440) <= 2
+
+
+def test_wav_encoder_sends_the_header_with_the_first_audio() -> None:
+    out: list[bytes] = []
+    encoder = open_encoder("wav", 16000, out.append)
+    encoder.feed(np.array([1, -2, 3], dtype=np.int16))
+    encoder.feed(np.array([4], dtype=np.int16))
+    encoder.finish()
+    assert out[0] == streaming_wav_header(16000) + np.array([1, -2, 3], dtype="<i2").tobytes()
+    assert len(out) == 2 and out[0][24:28] == (16000).to_bytes(4, "little")
+
+
+def test_sink_holds_the_producer_back_and_releases_it_when_aborted() -> None:
+    async def scenario() -> None:
+        sink = StreamSink(asyncio.get_running_loop(), max_bytes=8)
+        state: list[str] = []
+
+        def produce() -> None:
+            try:
+                for _ in range(10):
+                    sink.put(b"abcd")
+                    state.append("put")
+            except Cancelled:
+                state.append("cancelled")
+
+        thread = threading.Thread(target=produce)
+        thread.start()
+        assert await sink.take() in (b"abcd", b"abcdabcd")
+        deadline = time.monotonic() + 5
+        while sink.buffered_bytes < 8 and time.monotonic() < deadline:  # the producer refills to the bound
+            await asyncio.sleep(0.01)
+        assert sink.buffered_bytes == 8 and thread.is_alive()  # ... and waits there
+        sink.abort()
+        await asyncio.to_thread(thread.join, 5)
+        assert state[-1] == "cancelled" and state.count("put") < 10
+
+    asyncio.run(scenario())
