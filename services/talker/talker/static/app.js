@@ -143,7 +143,7 @@ async function stream(path, body, player, urlKey) {
   try {
     const response = await fetch(path, {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: { "Content-Type": "application/json", ...authHeaders() },
       body: JSON.stringify(body),
     });
     if (!response.ok) throw new Error(await describeError(response));
