@@ -7,12 +7,13 @@ temporary files are read from the outside (metrics port, /proc) with deadlines, 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
 import pytest
 from talker_app.stream_client import SPEECH, RawStream, ffmpeg_children, thread_count
-from talker_app.talker_server import API_KEY, FILE_API_KEY, MAX_AUDIO_S, WRITE_TIMEOUT_S, TalkerServer
+from talker_app.talker_server import API_KEY, FILE_API_KEY, SECURED_MAX_AUDIO_S, WRITE_TIMEOUT_S, TalkerServer
 from talker_engines.media import parse_wav
 
 from stack.procs import poll_until
@@ -107,6 +108,30 @@ def test_client_that_hangs_up_stops_the_stream_within_half_a_second(secured: Tal
     assert set(talker.tmpdir.iterdir()) == files  # no temporary files left
 
 
+def test_overload_is_429_before_any_byte(secured: TalkerServer) -> None:
+    talker = secured
+    # Each accepted request holds the one slot 4 s: time enough for the polls on a busy 2-core box, and the
+    # 30 s deadline of this server lets both accepted ones finish.
+    talker.set_faults(extra_latency_ms=4000)
+    body = {"model": "tts-1", "voice": "alloy", "input": "hi", "response_format": "mp3"}
+
+    def call() -> httpx.Response:
+        return httpx.post(f"{talker.url}{SPEECH}", json=body, headers=AUTH, timeout=30)
+
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            running = pool.submit(call)
+            poll_until(lambda: talker.value("talker_active_sessions") == 1, timeout=5, what="first stream running")
+            queued = pool.submit(call)
+            poll_until(lambda: talker.value("talker_queue_depth") == 1, timeout=5, what="second stream queued")
+            refused = httpx.post(f"{talker.url}{SPEECH}", json=body, headers=AUTH, timeout=5)
+            assert refused.status_code == 429 and refused.json()["error"] == "overloaded"
+            assert refused.headers["content-type"] == "application/json" and int(refused.headers["retry-after"]) >= 1
+            assert running.result().status_code == 200 and queued.result().status_code == 200
+    finally:
+        talker.clear_faults_and_drain()
+
+
 def test_client_that_stops_reading_is_cut_after_the_write_timeout(secured: TalkerServer) -> None:
     talker = secured
     poll_until(lambda: idle(talker), timeout=10, what="an idle server")
@@ -140,7 +165,7 @@ def test_max_audio_seconds_refuses_up_front_or_cuts_cleanly(secured: TalkerServe
             refused = client.post(path, json=body)
             assert refused.status_code == 422, path
             assert refused.json()["error"] == "audio too long" and refused.json()["field"] == field
-            assert refused.json()["max_audio_seconds"] == MAX_AUDIO_S
+            assert refused.json()["max_audio_seconds"] == SECURED_MAX_AUDIO_S
 
         cut_speech = talker.value("talker_audio_truncated_total", route=SPEECH)
         cut_tts = talker.value("talker_audio_truncated_total", route="/v1/tts")
@@ -148,10 +173,10 @@ def test_max_audio_seconds_refuses_up_front_or_cuts_cleanly(secured: TalkerServe
         pcm = client.post(SPEECH, json={"model": "espeak", "voice": "alloy", "input": DIGITS,
                                         "response_format": "pcm"})
         assert pcm.status_code == 200  # a complete body: the stream ended cleanly at the limit
-        assert abs(len(pcm.content) / 2 / 24_000 - MAX_AUDIO_S) < 0.01
+        assert abs(len(pcm.content) / 2 / 24_000 - SECURED_MAX_AUDIO_S) < 0.01
         wav = client.post("/v1/tts", json={"text": DIGITS})
         assert wav.headers["x-audio-truncated"] == "true"
-        assert abs(parse_wav(wav.content).seconds - MAX_AUDIO_S) < 0.01
+        assert abs(parse_wav(wav.content).seconds - SECURED_MAX_AUDIO_S) < 0.01
     assert talker.value("talker_audio_truncated_total", route=SPEECH) == cut_speech + 1
     assert talker.value("talker_audio_truncated_total", route="/v1/tts") == cut_tts + 1
     assert outcomes(talker, "completed") == completed + 1
