@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 from dingtalk_relay.delivery import DeliveryPolicy
 from dingtalk_relay.models import WebhookPayload
-from dingtalk_relay.render import DingTalkMessage, MessageRenderer
+from dingtalk_relay.render import DingTalkMessage, MessageRenderer, _cap
 from dingtalk_relay.signing import robot_send_url, sign_request
 from dingtalk_relay.targets import Target
 from pydantic import SecretStr
@@ -266,3 +266,24 @@ def test_relay_fits_untruncated_counts_every_alert_and_the_upstream_note():
     assert not r.fits_untruncated(target(), views, 5)  # "Alertmanager 另有 5 条告警未发送" no longer fits
     assert not r.fits_untruncated(target(), views + views[:1], 0)
     assert r.fits_untruncated(target(), list(reversed(views)), 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "expected"),
+    [("abc", None, "abc"), ("abc", 3, "abc"), ("abcd", 3, "ab…"), ("abcd", 1, "…"), ("abcd", 0, "")],
+)
+def test_relay_cap_keeps_the_limit_in_characters_including_the_ellipsis(text: str, limit: int | None, expected: str):
+    assert _cap(text, limit) == expected
+
+
+def test_relay_silence_link_matches_exactly_the_alert_labels_whatever_they_hold():
+    body = real_payload()
+    body["externalURL"] = "https://ops.example/alertmanager-X/"  # behind a path prefix, trailing slash
+    body["alerts"][0]["labels"] = {"alertname": "A", "path": 'C:\\tmp\\"x"#1/2]', "lone": "a\ud800b"}
+    [view] = renderer().views(WebhookPayload.model_validate(body))
+    prefix = "https://ops.example/alertmanager-X/#/silences/new?filter="
+    assert view.silence_url.startswith(prefix) and view.name == "A"  # built, not a placeholder view
+    matchers = view.silence_url.removeprefix(prefix)
+    assert "/" not in matchers and "#" not in matchers  # every character of the matchers is encoded
+    # Alertmanager's matcher syntax: backslash and double quote escaped; a lone surrogate (not UTF-8) as "?".
+    assert unquote(matchers) == '{alertname="A", lone="a?b", path="C:\\\\tmp\\\\\\"x\\"#1/2]"}'
