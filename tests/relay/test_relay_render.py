@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from dingtalk_relay.delivery import DeliveryPolicy
 from dingtalk_relay.models import WebhookPayload
-from dingtalk_relay.render import DingTalkMessage, MessageRenderer, _cap
+from dingtalk_relay.render import DingTalkMessage, MessageRenderer, _cap, format_time
 from dingtalk_relay.signing import robot_send_url, sign_request
 from dingtalk_relay.targets import Target
 from pydantic import SecretStr
@@ -287,3 +289,36 @@ def test_relay_silence_link_matches_exactly_the_alert_labels_whatever_they_hold(
     assert "/" not in matchers and "#" not in matchers  # every character of the matchers is encoded
     # Alertmanager's matcher syntax: backslash and double quote escaped; a lone surrogate (not UTF-8) as "?".
     assert unquote(matchers) == '{alertname="A", lone="a?b", path="C:\\\\tmp\\\\\\"x\\"#1/2]"}'
+
+
+def test_relay_format_time_in_the_relay_zone_and_no_time_before_2000():
+    tz = ZoneInfo("Asia/Shanghai")
+    assert format_time(None, tz) is None
+    assert format_time(datetime(1, 1, 1, tzinfo=UTC), tz) is None  # Alertmanager's "no end yet"
+    assert format_time(datetime(1999, 12, 31, 23, 59, tzinfo=UTC), tz) is None
+    assert format_time(datetime(2000, 1, 1, tzinfo=UTC), tz) == "2000-01-01 08:00:00 CST"
+    assert format_time(datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=2))), tz) == "2026-01-01 06:00:00 CST"
+    assert format_time(datetime(2026, 1, 1), tz) == "2026-01-01 08:00:00 CST"  # no zone given: UTC
+    assert format_time(datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-14))), tz) == "-"
+
+
+def test_relay_alert_view_fields_defaults_and_caps():
+    body = real_payload("resolved")
+    alert = body["alerts"][0]
+    alert["labels"] = {"alertname": "N" * 130, "job": "node", "severity": "s" * 50}
+    alert["annotations"] = {"runbook_url": "https://ops.example/rb#TalkerDown"}
+    firing = {**alert, "status": "firing", "endsAt": "2030-01-01T00:00:00Z",
+              "labels": {"alertname": "", "instance": "i" * 400},
+              "annotations": {"summary": "摘" * 400, "description": "详" * 400}}
+    body["alerts"].append(firing)
+    resolved, shown = renderer().views(WebhookPayload.model_validate(body))
+    assert resolved.name == "N" * 119 + "…" and resolved.severity == "s" * 39 + "…"
+    assert resolved.instance == "node" and resolved.summary == "" and resolved.description == ""
+    assert resolved.runbook_url == "https://ops.example/rb#TalkerDown"
+    assert resolved.ends_at is not None and resolved.ends_at.endswith(" CST")
+    assert shown.name == "(无名告警)" and shown.severity == "none" and shown.ends_at is None  # firing: no end
+    assert shown.instance == "i" * 299 + "…" and shown.summary == "摘" * 299 + "…"
+    assert shown.description == "详" * 400 and shown.runbook_url == ""
+    body["alerts"] = [{**firing, "labels": {"alertname": "X"}}]
+    [bare] = renderer().views(WebhookPayload.model_validate(body))
+    assert bare.instance == "-"

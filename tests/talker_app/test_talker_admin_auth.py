@@ -60,7 +60,7 @@ def test_talker_admin_refuses_every_header_but_the_token(
         assert TOKEN not in answer.text
         if status == 401:
             assert answer.headers["WWW-Authenticate"] == "Bearer"
-            assert "Bearer <TALKER_ADMIN_TOKEN>" in answer.json()["detail"]
+            assert answer.json()["detail"] == "send Authorization: Bearer <TALKER_ADMIN_TOKEN>"
         else:
             assert "www-authenticate" not in answer.headers
             assert answer.json()["detail"] == "wrong admin token"
