@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from dingtalk_relay.delivery import DeliveryPolicy
-from dingtalk_relay.models import WebhookPayload
-from dingtalk_relay.render import DingTalkMessage, MessageRenderer, _cap, format_time
+from dingtalk_relay.models import WebhookAlert, WebhookPayload
+from dingtalk_relay.render import AlertView, DingTalkMessage, MessageRenderer, _cap, alert_view, format_time
 from dingtalk_relay.signing import robot_send_url, sign_request
 from dingtalk_relay.targets import Target
 from pydantic import SecretStr
@@ -322,3 +322,14 @@ def test_relay_alert_view_fields_defaults_and_caps():
     body["alerts"] = [{**firing, "labels": {"alertname": "X"}}]
     [bare] = renderer().views(WebhookPayload.model_validate(body))
     assert bare.instance == "-"
+
+
+def test_relay_alert_view_that_cannot_be_built_is_a_placeholder_not_an_error(caplog: pytest.LogCaptureFixture):
+    # Unreachable through validation today; model_construct stands for a future bug in building a view.
+    broken = WebhookAlert.model_construct(status="resolved", labels=None, annotations={}, generatorURL="",
+                                          startsAt=datetime(2026, 1, 1, tzinfo=UTC), fingerprint="f" * 40)
+    view = alert_view(broken, "http://am:9093", ZoneInfo("Asia/Shanghai"))
+    assert view == AlertView(name="(无法显示的告警)", status="resolved", severity="-", instance="-", summary="",
+                             description="", starts_at="-", ends_at=None, generator_url="", silence_url="",
+                             runbook_url="")
+    assert caplog.messages == [f"alert {'f' * 32} could not be rendered; sent with placeholder fields"]
