@@ -51,7 +51,7 @@ TTFF_GOAL_S, CAPACITY_TTFF_S, CAPACITY_GOAL = 0.400, 0.500, 20
 
 
 @contextmanager
-def talker_server(log_dir: Path, size: int) -> Iterator[str]:
+def talker_server(log_dir: Path, size: int) -> Iterator[tuple[str, int]]:
     port = free_port()
     env = {
         **os.environ,
@@ -70,7 +70,14 @@ def talker_server(log_dir: Path, size: int) -> Iterator[str]:
                         cwd=REPO) as proc:
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/readyz", timeout=120, proc=proc)
-        yield url
+        yield url, proc.pid
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of the server and its finished children (the ffmpeg processes) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
+    return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -141,7 +148,7 @@ def ttff_sequential(host_port: str, body: bytes, n: int) -> dict[str, float]:
             "x_realtime_p50": round(statistics.median(1 / r.realtime_factor for r in results if r.ok), 1)}
 
 
-def sessions(host_port: str, body: bytes, n: int, window_s: float, video_s: float) -> dict[str, object]:
+def sessions(host_port: str, body: bytes, n: int, window_s: float, video_s: float, pid: int) -> dict[str, object]:
     """n viewers for window_s: each asks for a video, watches it to the end, asks for the next one.
 
     Viewers arrive spread over one video's length (independent users, not a synchronised burst), so about
@@ -161,10 +168,12 @@ def sessions(host_port: str, body: bytes, n: int, window_s: float, video_s: floa
             time.sleep(max(0.0, asked + result.ttff_s + result.media_s - time.perf_counter()))
 
     threads = [threading.Thread(target=viewer, args=(random.uniform(0, video_s),)) for _ in range(n)]
+    cpu_before = cpu_seconds(pid)
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    cpu_used = cpu_seconds(pid) - cpu_before
     good = [r for r in results if r.ok]
     ttffs = [r.ttff_s for r in good]
     rtfs = [r.realtime_factor for r in good]
@@ -177,6 +186,8 @@ def sessions(host_port: str, body: bytes, n: int, window_s: float, video_s: floa
         "ttff_p95_ms": round(percentile(ttffs, 95) * 1000, 1) if good else None,
         "worst_realtime_factor": round(max(rtfs), 3) if good else None,
         "max_lag_s": round(max(r.max_lag_s for r in good), 3) if good else None,
+        # CPU seconds the server (ffmpeg included) spent per second of video: what a core buys, whatever the load.
+        "cpu_s_per_video_s": round(cpu_used / sum(r.media_s for r in good), 4) if good else None,
         "realtime": realtime,
         "ok": realtime and percentile(ttffs, 95) <= CAPACITY_TTFF_S,
     }
@@ -191,14 +202,17 @@ def main() -> None:
     args = parser.parse_args()
     body = json.dumps({"text": TEXT}).encode()
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="bench-talk-stream-") as tmp, talker_server(Path(tmp), args.size) as url:
+    with tempfile.TemporaryDirectory(prefix="bench-talk-stream-") as tmp, \
+            talker_server(Path(tmp), args.size) as (url, pid):
         host_port = url.removeprefix("http://")
         ttff = ttff_sequential(host_port, body, args.ttff_requests)
         report("ttff_sequential", {"size": args.size, **ttff})
         levels = [n for n in (1, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64) if n <= args.max_sessions]
         capacity = realtime_sessions = previous = 0
+        cpu_per_video_s: list[object] = []
         for n in levels:  # on while every stream is still faster than real time, to show both limits
-            level = sessions(host_port, body, n, args.window, ttff["video_s"])
+            level = sessions(host_port, body, n, args.window, ttff["video_s"], pid)
+            cpu_per_video_s.append(level["cpu_s_per_video_s"])
             report("capacity_level", {"size": args.size, **level})
             if not level["realtime"]:
                 break
@@ -208,6 +222,7 @@ def main() -> None:
             previous = n
     report("summary", {"size": args.size, "ttff_p50_ms": ttff["ttff_p50_ms"], "ttff_p95_ms": ttff["ttff_p95_ms"],
                        "capacity_sessions": capacity, "realtime_sessions": realtime_sessions,
+                       "cpu_s_per_video_s": cpu_per_video_s,
                        "load_average_before": [round(x, 2) for x in load_before], "cpus": os.cpu_count()})
     print(
         f"\n/v1/talk/stream at {args.size} px, one at a time: TTFF p50 {ttff['ttff_p50_ms']} ms, "
