@@ -290,4 +290,27 @@ def test_stack_compose_up_and_smoke_offline(project_env: dict[str, str], capsys:
             logs = compose(project_env, "logs", "--tail=20", "dingtalk-relay", "alertmanager", "prometheus", timeout=60)
             pytest.fail(f"smoke failed on the compose stack:\n{smoke.stderr[-3000:]}\n{logs.stdout[-5000:]}")
         step("make smoke --fault passed on the compose network", started)
+        check_talk_video(project_env)
+        step("POST /v1/talk from the host: an MP4 made under a read-only root (scratch files in tmpfs /tmp)",
+             started)
     assert "alert path OK" in smoke.stdout
+
+
+def check_talk_video(env: dict[str, str]) -> None:
+    """The whole pipeline (speech, renderer, ffmpeg) works inside the hardened talker container."""
+    base = f"http://127.0.0.1:{env['TALKER_PUBLISHED_PORT']}"
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=5) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    poll_until(ready, timeout=180, what="talker /readyz")
+    request = urllib.request.Request(f"{base}/v1/talk", data=json.dumps({"text": "read only"}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as answer:
+        body = answer.read()
+        assert answer.status == 200 and answer.headers["Content-Type"].startswith("video/mp4")
+    assert body[4:8] == b"ftyp" and len(body) > 5000, body[:64]
