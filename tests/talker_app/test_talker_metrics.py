@@ -9,7 +9,7 @@ import httpx
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from talker.app import create_app
-from talker.metrics import DURATION_BUCKETS
+from talker.metrics import DURATION_BUCKETS, FIRST_OUTPUT_BUCKETS
 from talker.settings import Settings
 from talker_app.talker_server import TalkerServer
 
@@ -40,13 +40,16 @@ EXPECTED = {  # family -> (type, label names)
     "talker_audio_truncated": ("counter", {"route"}),
 }
 ROUTES = {"/", "/healthz", "/readyz", "/metrics", "/v1/tts", "/v1/talk", "/v1/voices", "/v1/avatars",
-          "/admin/faults", "/static", "unmatched"}
+          "/v1/audio/speech", "/v1/talk/stream", "/admin/faults", "/static", "unmatched"}
 
 
 def make_traffic(talker: TalkerServer) -> None:
     with talker.client() as client:
         assert client.post("/v1/tts", json={"text": "Metrics, please."}).status_code == 200
         assert client.post("/v1/talk", json={"text": "Metrics, please."}).status_code == 200
+        speech = {"model": "tts-1", "voice": "alloy", "input": "Metrics, please.", "response_format": "pcm"}
+        assert client.post("/v1/audio/speech", json=speech).status_code == 200
+        assert client.post("/v1/talk/stream", json={"text": "Metrics, please."}).status_code == 200
         assert client.post("/v1/tts", json={"text": ""}).status_code == 422
         assert client.get("/no/such/path/with/an/id/123").status_code == 404
         client.get("/", headers={"Accept": "text/html"})
@@ -93,6 +96,16 @@ def test_talker_metrics_contract_after_traffic(talker: TalkerServer) -> None:
     assert all(count > 0 for count in stage_counts.values())
     kinds = {s.labels["kind"] for s in families["talker_fault_injection_active"].samples}
     assert kinds == {"error_rate", "extra_latency", "not_ready"}
+    for family, labels in (("talker_time_to_first_audio_seconds", {"route": "/v1/audio/speech", "engine": "espeak"}),
+                           ("talker_time_to_first_frame_seconds", {"route": "/v1/talk/stream"})):
+        first = sorted(float(s.labels["le"]) for s in families[family].samples
+                       if s.name.endswith("_bucket") and labels.items() <= s.labels.items())
+        assert first[:-1] == list(FIRST_OUTPUT_BUCKETS) and first[0] == 0.005 and first[-2] == 10, family
+        count = next(s.value for s in families[family].samples
+                     if s.name.endswith("_count") and labels.items() <= s.labels.items())
+        assert count >= 1, family
+    assert talker.value("talker_streams_ended_total", kind="audio", outcome="completed") >= 1
+    assert talker.value("talker_streams_ended_total", kind="video", outcome="completed") >= 1
     active = {s.labels["kind"]: s.value for s in families["talker_streams_active"].samples}
     assert active == {"audio": 0, "video": 0}  # both kinds exist from the start (no stream runs now)
     ended = {(s.labels["kind"], s.labels["outcome"]) for s in families["talker_streams_ended"].samples
