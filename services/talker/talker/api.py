@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 from collections.abc import Awaitable
@@ -41,7 +42,7 @@ ServiceDep = Annotated[TalkerService, Depends(get_service)]
 # --- /v1: the product ------------------------------------------------------------------------------
 async def require_api_key(request: Request, service: ServiceDep) -> None:
     """With TALKER_API_KEYS set, every /v1 call needs `Authorization: Bearer <one of them>` (as OpenAI's)."""
-    keys = service.api_keys
+    keys = service.api_key_digests
     if not keys:
         return  # the open demo
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
@@ -50,7 +51,7 @@ async def require_api_key(request: Request, service: ServiceDep) -> None:
             401, "unauthorized", detail="send Authorization: Bearer <API key> (TALKER_API_KEYS)",
             reason="unauthorized", headers={"WWW-Authenticate": "Bearer"},
         )
-    candidate = given.strip().encode()
+    candidate = hashlib.sha256(given.strip().encode()).digest()
     matched = False
     for key in keys:  # every key compared, each in constant time: timing tells nothing about which is close
         matched |= hmac.compare_digest(candidate, key)

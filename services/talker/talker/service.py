@@ -6,6 +6,7 @@ reads top-down: route -> request model -> TalkerService -> Pipeline.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -96,7 +97,9 @@ class TalkerService:
         self.pipeline = pipeline
         self.metrics = metrics
         self.record_metrics = settings.metrics_enabled
-        self.api_keys = [key.encode() for key in settings.api_key_list()]  # empty: /v1 is open
+        # SHA-256 of each key (empty: /v1 is open): compared digest to digest, so the time a comparison takes
+        # says nothing about a key's length or prefix.
+        self.api_key_digests = [hashlib.sha256(key.encode()).digest() for key in settings.api_key_list()]
         self.openai_voice_map = settings.openai_voices()  # OpenAI voice name -> voice id
         self.faults = FaultInjector()
         self.limiter = SynthesisLimiter(settings.max_concurrency, settings.max_queue, on_change=self._on_slots)
