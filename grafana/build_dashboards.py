@@ -32,6 +32,13 @@ class Panel:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Row:
+    """A full-width heading that starts a new line of panels."""
+
+    title: str
+
+
 def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": panel_id,
@@ -87,9 +94,16 @@ def _variables(instance_query: str) -> list[dict[str, Any]]:
     ]
 
 
-def dashboard(uid: str, title: str, description: str, instance_query: str, panels: list[Panel]) -> dict[str, Any]:
+def dashboard(uid: str, title: str, description: str, instance_query: str,
+              panels: list[Panel | Row]) -> dict[str, Any]:
     laid_out, x, y, row_height = [], 0, 0, 0
     for panel_id, panel in enumerate(panels, start=1):
+        if isinstance(panel, Row):
+            y, x, row_height = y + row_height, 0, 0
+            laid_out.append({"id": panel_id, "type": "row", "title": panel.title, "collapsed": False, "panels": [],
+                             "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}})
+            y += 1
+            continue
         if x + panel.width > 24:
             x, y, row_height = 0, y + row_height, 0
         laid_out.append(_panel_json(panel, panel_id, x, y))
@@ -154,6 +168,8 @@ def overview() -> dict[str, Any]:
             (f"sum by (engine) (rate(talker_synthesized_characters_total{{{T}}}{R}))", "chars/s {{engine}}"),
             (f"sum(rate(talker_video_frames_total{{{T}}}{R}))", "frames/s"),
         ]),
+        *streaming(),
+        Row("进程与故障注入"),
         Panel("故障注入", "1 = 该类故障注入正在生效（演练用，记得关闭）。", "bool_on_off",
               [(f"talker_fault_injection_active{{{T}}}", "{{instance}} {{kind}}")]),
         Panel("模型加载耗时", "启动时各引擎加载所需秒数。", "s",
@@ -165,6 +181,29 @@ def overview() -> dict[str, Any]:
               extra={"options": {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
                                  "textMode": "name", "colorMode": "none", "graphMode": "none"}}),
     ])
+
+
+def streaming() -> list[Panel | Row]:
+    """The "Streaming" row: how soon streamed speech and video start (TTFA, TTFF) and how streams end."""
+    ttfa = f"talker_time_to_first_audio_seconds_bucket{{{T}}}"
+    return [
+        Row("流式 Streaming"),
+        Panel("首包延迟 TTFA P50 / P95 / P99（按引擎）",
+              "流式语音从收到请求到第一段音频发出的时间（含排队）。SLO：99% 在 0.5 秒内；P95 > 1 秒持续 10 分钟告警"
+              "（TalkerSlowFirstAudio）。", "s",
+              [(f"histogram_quantile({q}, sum by (engine, le) (rate({ttfa}{R})))", f"{{{{engine}}}} p{p}")
+               for q, p in ((0.5, "50"), (0.95, "95"), (0.99, "99"))]),
+        Panel("首帧延迟 TTFF P95", "流式视频（/v1/talk/stream）从收到请求到第一段视频片段发出的时间（含排队）。",
+              "s",
+              [("histogram_quantile(0.95, sum by (route, le) "
+                f"(rate(talker_time_to_first_frame_seconds_bucket{{{T}}}{R})))", "{{route}} p95")]),
+        Panel("活跃流（按类型）", "正在生成或发送的流式响应：audio = 语音流，video = 视频流。", "short",
+              [(f"sum by (kind) (talker_streams_active{{{T}}})", "{{kind}}")]),
+        Panel("流结束（按结局）",
+              "每秒结束的流：completed 正常结束，client_closed 客户端断开，slow_reader 客户端不读被断开，"
+              "timeout 超时，error 服务端错误。", "short",
+              [(f"sum by (kind, outcome) (rate(talker_streams_ended_total{{{T}}}{R}))", "{{kind}} {{outcome}}")]),
+    ]
 
 
 def gpu() -> dict[str, Any]:
@@ -192,8 +231,7 @@ def gpu() -> dict[str, Any]:
 
 
 def slo() -> dict[str, Any]:
-    avail = "talker:slo_availability_errors:ratio_rate{w} / on () group_left () (1 - talker:slo_availability:objective)"
-    latency = "talker:slo_latency_errors:ratio_rate{w} / on () group_left () (1 - talker:slo_latency:objective)"
+    burn = "talker:slo_{slo}_errors:ratio_rate{w} / on () group_left () (1 - max(talker:slo_{slo}:objective))"
     windows = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
     return dashboard("talker-slo", "Talker / SLO 与告警",
                      "错误预算、燃烧率、当前告警和告警链路（relay / Alertmanager）健康。",
@@ -202,14 +240,18 @@ def slo() -> dict[str, Any]:
               [("talker:slo_availability:error_budget_remaining", "{{job}}")], kind="stat", width=6, height=5),
         Panel("延迟错误预算剩余（30 天）", "SLO：95% 的 /v1/tts 在 2 秒内完成。", "percentunit",
               [("talker:slo_latency:error_budget_remaining", "{{job}}")], kind="stat", width=6, height=5),
+        Panel("首包延迟错误预算剩余（30 天）", "SLO：99% 的流式语音在 0.5 秒内发出第一段音频（TTFA）。", "percentunit",
+              [("talker:slo_ttfa:error_budget_remaining", "{{job}}")], kind="stat", width=6, height=5),
         Panel("正在触发的告警", "按告警名和级别统计的 firing 告警（Watchdog 始终存在）。", "short",
               [('sum by (alertname, severity) (ALERTS{alertstate="firing"})', "{{alertname}} {{severity}}")],
-              kind="stat", width=12, height=5),
+              kind="stat", width=6, height=5),
         Panel("可用性燃烧率（按窗口）",
               "错误率 / 允许错误率。14.4（5m&1h）和 6（30m&6h）会呼叫值班；3、1 开工单。", "short",
-              [(avail.format(w=w), w) for w in windows]),
+              [(burn.format(slo="availability", w=w), w) for w in windows], width=8),
         Panel("延迟燃烧率（按窗口）", "慢请求比例 / 允许比例（5%）。", "short",
-              [(latency.format(w=w), w) for w in windows]),
+              [(burn.format(slo="latency", w=w), w) for w in windows], width=8),
+        Panel("首包延迟燃烧率（按窗口）", "首包晚于 0.5 秒的流式语音比例 / 允许比例（1%）。", "short",
+              [(burn.format(slo="ttfa", w=w), w) for w in windows], width=8),
         Panel("钉钉投递（按结果）", "relay 每秒发送结果：sent / retried / failed。", "short",
               [(f'sum by (outcome) (rate(dingtalk_relay_notifications_total{{instance=~"$instance"}}{R}))',
                 "{{outcome}}")]),

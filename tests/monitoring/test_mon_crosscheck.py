@@ -74,6 +74,11 @@ def drive_traffic(stack: Stack) -> None:
         status, _ = http("POST", f"{api}/v1/tts", {"text": text})
         assert status == 200, stack.logs()
     assert http("POST", f"{api}/v1/talk", {"text": "Hi."})[0] == 200, stack.logs()
+    # Streamed speech (OpenAI-compatible) and streamed video: the TTFA / TTFF histograms and stream outcomes.
+    status, body = http("POST", f"{api}/v1/audio/speech",
+                        {"model": "tts-1", "input": "Streaming check.", "voice": "alloy", "response_format": "wav"})
+    assert status == 200 and body[:4] == b"RIFF", stack.logs()
+    assert http("POST", f"{api}/v1/talk/stream", {"text": "Hi."})[0] == 200, stack.logs()
     assert http("GET", f"{api}/v1/voices")[0] == 200
     assert http("POST", f"{api}/v1/tts", {"txt": "typo"})[0] == 422  # a bad request
     assert http("POST", f"{api}/admin/faults", {"error_rate": 1.0}, admin)[0] == 200

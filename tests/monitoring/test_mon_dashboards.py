@@ -65,6 +65,9 @@ def test_dashboard_panels_are_complete(path: Path) -> None:
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids)), "duplicate panel ids"
     for panel in panels:
+        if panel["type"] == "row":
+            assert panel["title"] and panel["gridPos"]["w"] == 24, f"{path.name}: row {panel['id']}"
+            continue
         where = f"{path.name} panel {panel['id']} {panel['title']!r}"
         assert panel.get("description"), f"{where}: no description"
         assert panel["fieldConfig"]["defaults"].get("unit"), f"{where}: no unit"
@@ -77,6 +80,24 @@ def test_dashboard_panels_are_complete(path: Path) -> None:
 
 def test_dashboard_metric_names_are_defined() -> None:
     assert_metric_names_defined(contract.dashboard_queries())
+
+
+def test_service_dashboard_has_a_streaming_row() -> None:
+    dashboard = json.loads((GRAFANA / "dashboards" / "talker-overview.json").read_text(encoding="utf-8"))
+    panels = dashboard["panels"]
+    row = next(i for i, p in enumerate(panels) if p["type"] == "row" and "Streaming" in p["title"])
+    below = []
+    for panel in panels[row + 1:]:
+        if panel["type"] == "row":
+            break
+        below.append(" ".join(t["expr"] for t in panel["targets"]))
+    text = "\n".join(below)
+    ttfa = "sum by (engine, le) (rate(talker_time_to_first_audio_seconds_bucket"
+    for quantile in ("0.5", "0.95", "0.99"):
+        assert f"histogram_quantile({quantile}, {ttfa}" in text
+    assert "histogram_quantile(0.95, sum by (route, le) (rate(talker_time_to_first_frame_seconds_bucket" in text
+    assert "sum by (kind) (talker_streams_active" in text
+    assert "sum by (kind, outcome) (rate(talker_streams_ended_total" in text
 
 
 def test_metric_name_extraction_sees_through_promql_syntax() -> None:

@@ -113,9 +113,11 @@ def test_every_alert_with_a_threshold_is_mutated() -> None:
     mutated = {m.alert for m in mutants()}
     assert {"TalkerHighErrorRate", "TalkerHighLatency", "TalkerOverloaded", "TalkerSlowSynthesis",
             "TalkerAvailabilityErrorBudgetBurn", "TalkerLatencyErrorBudgetBurn", "TalkerGPUMemoryHigh",
-            "TalkerGPUTemperatureHigh", "HostHighCPU", "HostMemoryHigh", "HostDiskSpaceLow"} <= mutated
-    factors = {m.literal for m in mutants() if m.alert == "TalkerAvailabilityErrorBudgetBurn"}
-    assert factors == {"14.4", "6", "3", "1"}
+            "TalkerGPUTemperatureHigh", "HostHighCPU", "HostMemoryHigh", "HostDiskSpaceLow", "TalkerSlowFirstAudio",
+            "TalkerTTFAErrorBudgetBurn"} <= mutated
+    for slo in ("Availability", "Latency", "TTFA"):
+        factors = {m.literal for m in mutants() if m.alert == f"Talker{slo}ErrorBudgetBurn"}
+        assert factors == {"14.4", "6", "3", "1"}, slo
 
 
 def test_unmutated_copy_passes(tmp_path: Path) -> None:

@@ -21,7 +21,8 @@ RUNBOOK_BASE = "https://github.com/talker-stack/talker-stack/blob/main/docs/runb
 # The dead man's switch fires by design; a "must not fire" case cannot exist for it.
 ALWAYS_FIRING = {"Watchdog"}
 # Alerts about the whole service (SLO burn) or a missing target have no instance to name.
-NO_INSTANCE = {"TalkerAbsent", "TalkerAvailabilityErrorBudgetBurn", "TalkerLatencyErrorBudgetBurn", "Watchdog"}
+NO_INSTANCE = {"TalkerAbsent", "TalkerAvailabilityErrorBudgetBurn", "TalkerLatencyErrorBudgetBurn",
+               "TalkerTTFAErrorBudgetBurn", "Watchdog"}
 
 
 def alert_rules() -> list[dict]:
@@ -49,7 +50,7 @@ def test_promtool_accepts_rendered_config(rendered_profiles: dict[str, RenderedC
 
 
 def test_promtool_unit_tests_pass() -> None:
-    result = run_tool("promtool", "test", "rules", *UNIT_TEST_FILES, timeout=120)
+    result = run_tool("promtool", "test", "rules", *UNIT_TEST_FILES, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -121,6 +122,13 @@ def test_fast_profile_shortens_every_for(rendered_profiles: dict[str, RenderedCo
 
 def test_metric_names_in_rules_are_defined_by_the_services_or_recording_rules() -> None:
     assert_metric_names_defined(contract.rule_queries())
+
+
+def test_ttfa_slo_bucket_and_alert_threshold_exist_in_talker_histogram() -> None:
+    # The TTFA SLI reads le="0.5" and TalkerSlowFirstAudio interpolates around 1 s: both must be bucket bounds.
+    from talker.metrics import FIRST_OUTPUT_BUCKETS
+
+    assert 0.5 in FIRST_OUTPUT_BUCKETS and 1.0 in FIRST_OUTPUT_BUCKETS
 
 
 def test_latency_slo_bucket_exists_in_talker_histogram() -> None:

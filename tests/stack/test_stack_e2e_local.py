@@ -62,13 +62,16 @@ def test_stack_e2e_smoke_synthetic_alert_reaches_dingtalk_and_mail(
 
 def test_stack_e2e_load_generator_mixes_good_and_bad_requests(dev_stack: DevStack) -> None:
     stats = loadgen.run(dev_stack.urls["talker"], rate=10, duration=2, talk_share=0.2, bad_share=0.3,
-                        seed=7, progress=False, timeout=30)
+                        stream_share=0.3, seed=7, progress=False, timeout=30)
     assert stats.counts["sent"] == 20
     assert stats.counts["ok"] > 0
     assert stats.counts["4xx"] > 0  # the invalid bodies were refused, not served
     assert stats.counts["5xx"] == 0
+    assert stats.counts["streamed"] > 0 and len(stats.first_audio) == stats.counts["streamed"]
     exposition = get_text(dev_stack.urls["talker_metrics"])
     assert metric_sum(exposition, "talker_http_requests_total", route="/v1/talk", status="200") > 0
+    streamed = metric_sum(exposition, "talker_streams_ended_total", kind="audio", outcome="completed")
+    assert streamed == stats.counts["streamed"]  # every streamed speech request of the mix completed
 
 
 def test_stack_e2e_fault_injection_fires_and_resolves_high_error_rate(
