@@ -90,6 +90,8 @@ class DevStack:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="talker-devstack-"))
         self.log_dir = self.workdir / "logs"
         self.admin_token = self.extra_env.get("TALKER_ADMIN_TOKEN") or secrets.token_urlsafe(16)
+        # talker reads it from a 0600 file (TALKER_ADMIN_TOKEN_FILE, as in compose); the summary names the file.
+        self.admin_token_file = self.workdir / "secrets" / "talker_admin_token"
         # The bearer token Alertmanager sends to the relay: random per run, only in a 0600 file.
         self.webhook_token_file = self.workdir / "secrets" / "relay_webhook_token"
         self.heartbeat_timeout = heartbeat_timeout or ("30s" if profile == "fast" else "5m")
@@ -115,11 +117,15 @@ class DevStack:
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), env.get("PYTHONPATH", "")]).strip(":")
         return env
 
-    def write_webhook_token(self) -> None:
+    def write_secret_files(self) -> None:
+        """The relay webhook token (random per run) and the talker admin token, each in a 0600 file."""
         self.webhook_token_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self.webhook_token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="ascii") as out:
             out.write(secrets.token_urlsafe(32) + "\n")
+        fd = os.open(self.admin_token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(self.admin_token + "\n")
 
     def _start(self, name: str, argv: list[str], env: dict[str, str], ready_url: str, timeout: float = 60) -> None:
         proc = ManagedProcess(name, argv, log_dir=self.log_dir, env=env, cwd=ROOT)
@@ -152,8 +158,9 @@ class DevStack:
     def start_talker(self) -> None:
         env = self._env(
             TALKER_HOST="127.0.0.1", TALKER_PORT=str(self.ports.talker),
-            TALKER_METRICS_PORT=str(self.ports.talker_metrics), TALKER_ADMIN_TOKEN=self.admin_token,
+            TALKER_METRICS_PORT=str(self.ports.talker_metrics), TALKER_ADMIN_TOKEN_FILE=str(self.admin_token_file),
         )
+        env.pop("TALKER_ADMIN_TOKEN", None)  # the file is the one source (talker refuses both)
         # /readyz: engines loaded, so traffic right after start is served, not refused.
         self._start("talker", [sys.executable, "-m", "talker"], env, f"{self.urls['talker']}/readyz", timeout=120)
 
@@ -197,7 +204,7 @@ class DevStack:
         ensure_binaries()
         try:
             # Receivers first, so nothing Alertmanager sends at start-up is refused.
-            self.write_webhook_token()
+            self.write_secret_files()
             self.start_mail()
             self.start_dingtalk()
             self.start_relay()
@@ -229,7 +236,7 @@ class DevStack:
         return "\n".join([
             f"talker-stack dev ({self.profile} profile), logs in {self.log_dir}",
             f"  talker API        {u['talker']}/   (demo page; metrics {u['talker_metrics']})",
-            f"  admin token       {self.admin_token}   (POST {u['talker']}/admin/faults)",
+            f"  admin token       in {self.admin_token_file}   (POST {u['talker']}/admin/faults)",
             f"  Prometheus        {u['prometheus']}/",
             f"  Alertmanager      {u['alertmanager']}/",
             f"  dingtalk-relay    {u['relay']}/metrics   (webhook token in {self.webhook_token_file})",
@@ -237,7 +244,7 @@ class DevStack:
             f"  mail inbox        {u['mailpit']}/   (SMTP {u['smtp']}, Mailpit API)",
             f"  node-exporter     {u['node_exporter']}",
             "  Grafana           Docker only: `make up` (this stack has no Grafana)",
-            f"smoke test:  TALKER_ADMIN_TOKEN={self.admin_token} make smoke",
+            f"smoke test:  TALKER_ADMIN_TOKEN_FILE={self.admin_token_file} make smoke",
         ])
 
 
