@@ -97,8 +97,21 @@ def test_relay_md_url_allows_http_only_and_encodes_what_closes_a_link(url: str, 
         ("**x** `y` <b>z</b> \\", "＊＊x＊＊ ｀y｀ ＜b＞z＜/b＞ ＼"),
         ("bidi\u202eevil\u0000end", "bidi evil end"),
         ("node_exporter_up", "node_exporter_up"),
+        ("lone\ud800surrogate", "lone surrogate"),
     ],
 )
 def test_relay_md_text_is_one_inert_line(text: str, expected: str):
     assert md_text(text) == expected
     assert structure(f"- 摘要：{md_text(text)}").links == []
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "expected"),
+    [("abc", 3, "abc"), ("abcd", 3, "ab…"), ("abcd", 1, "…"), ("abcd", 0, ""), ("a[b", None, "a［b")],
+)
+def test_relay_md_text_caps_in_characters_including_the_ellipsis(text: str, limit: int | None, expected: str):
+    assert md_text(text, limit) == expected
+
+
+def test_relay_md_url_refuses_a_lone_surrogate_instead_of_failing():
+    assert md_url("http://x/a\ud800b") == ""

@@ -333,3 +333,51 @@ def test_relay_alert_view_that_cannot_be_built_is_a_placeholder_not_an_error(cap
                              description="", starts_at="-", ends_at=None, generator_url="", silence_url="",
                              runbook_url="")
     assert caplog.messages == [f"alert {'f' * 32} could not be rendered; sent with placeholder fields"]
+
+
+def test_relay_render_paths_keep_the_upstream_note_and_only_shorten_what_is_needed(tmp_path: Path):
+    r = renderer()
+    one = r.views(WebhookPayload.model_validate(payload_with(1, description="详" * 600)))
+    whole = r.render_alerts(target(), one)  # fits as it is: the 600-character description stays whole
+    assert f"- 详情：{'详' * 600}\n" in whole.text and not whole.truncated and "另有" not in whole.text
+    noted = r.render_alerts(target(), one, upstream_truncated=3)
+    assert "Alertmanager 另有 3 条告警未发送" in noted.text
+    # Descriptions of 400: the 500 cap changes nothing, the 200 cap is the one that makes it fit.
+    twenty = r.views(WebhookPayload.model_validate(payload_with(14, description="详" * 400)))
+    capped = r.render_alerts(target(), twenty, upstream_truncated=3)
+    details = [line for line in capped.text.splitlines() if line.startswith("- 详情：")]
+    assert len(details) == 14 and all(line == f"- 详情：{'详' * 199}…" for line in details)
+    assert capped.shortened and capped.omitted_alerts == 0 and "另有 3 条" in capped.text
+    many = r.views(WebhookPayload.model_validate(payload_with(200, description="详" * 400)))
+    compacted = r.render_alerts(target(), many, upstream_truncated=3)
+    assert compacted.omitted_alerts > 0 and "另有 3 条" in compacted.text and "省略" in compacted.text
+    # A site template whose fixed part alone is too big: all alerts stay, the byte cut takes the frame's tail.
+    (tmp_path / "alerts.md.j2").write_text(
+        "{% for a in alerts %}- {{ a.instance }}\n{% endfor %}{{ upstream_truncated }}\n" + "尾" * 10000
+    )
+    site = renderer(templates_dir=tmp_path)
+    cut = site.render_alerts(target(), site.views(WebhookPayload.model_validate(payload_with(3))), 4)
+    assert cut.text.startswith("- talker-0:8001\n- talker-1:8001\n- talker-2:8001\n4\n尾")
+    assert cut.text.endswith("…(消息过长，已截断)") and cut.shortened and len(cut.encode()) <= 19000
+
+
+def test_relay_no_alert_fits_but_the_frame_does_the_message_says_how_many_were_left_out():
+    body = payload_with(1)
+    body["alerts"][0]["labels"]["instance"] = "i" * 300
+    body["alerts"][0]["generatorURL"] = "http://p/" + "a" * 480
+    small = renderer(max_body_bytes=900)
+    message = small.render_alerts(target(), small.views(WebhookPayload.model_validate(body)))
+    assert message.omitted_alerts == 1 and "省略 1 条" in message.text and "【告警】" not in message.text
+    assert not message.text.endswith("已截断)") and len(message.encode()) <= 900
+
+
+def test_relay_title_names_the_first_of_several_alert_names_and_is_capped():
+    r = renderer()
+    body = payload_with(3)
+    body["alerts"][1]["labels"]["alertname"] = "Second"
+    body["alerts"][2]["labels"]["alertname"] = "L" * 50  # sorts first among the three
+    message = r.render_alerts(target(), r.views(WebhookPayload.model_validate(body)))
+    assert message.title == "[告警 3 条] " + "L" * 50 + " 等 3 种"
+    long_name = r.views(WebhookPayload.model_validate(payload_with(1, name="L" * 150)))
+    long = r.render_alerts(target(keyword=None), long_name)
+    assert long.title == "[告警 1 条] " + "L" * 90 + "…" and len(long.title) == 100
