@@ -209,3 +209,36 @@ def test_engine_piper_as_default_engine() -> None:
     assert piper_first.default_engine == "piper"
     assert piper_first.synthesize("Hello.").engine == "piper"
     assert piper_first.synthesize("Hello.", voice="cmn").engine == "espeak"
+
+
+def test_engine_espeak_voice_kept_between_calls_is_not_changed_by_what_was_said() -> None:
+    # The engine sets espeak's voice and parameters only when a call asks for others. Text that switches
+    # language inside (English words in Mandarin) or carries markup must leave the voice as it was.
+    engine = EspeakEngine()
+    plain = "今天天气很好。"
+
+    def fingerprint() -> tuple[list[str], float]:
+        speech = engine.synthesize(plain, "cmn", prosody_for())
+        return [p.phoneme for p in speech.phonemes], speech.seconds
+
+    engine.synthesize(ENGLISH, "en-us", prosody_for())
+    fresh = fingerprint()  # right after a real voice change
+    for text in ("你好，我们的 server 今天 OK 吗？Hello world.", "<voice name='en'>hi</voice> \x01 80S 你好"):
+        engine.synthesize(text, "cmn", prosody_for())
+        again = fingerprint()  # same voice and parameters: nothing is set before this call
+        assert again[0] == fresh[0]
+        assert again[1] == pytest.approx(fresh[1], abs=0.02)
+    assert engine.synthesize(plain, "cmn", prosody_for("sad")).seconds > fresh[1] * 1.1  # new parameters are set
+
+
+def test_engine_espeak_audio_without_phonemes_is_the_same_speech(pipeline: Pipeline) -> None:
+    engine = EspeakEngine()
+    with_marks = engine.synthesize(ENGLISH, "en-us", prosody_for())
+    without = engine.synthesize(ENGLISH, "en-us", prosody_for(), phonemes=False)
+    assert len(with_marks.phonemes) > 10 and without.phonemes == []
+    assert without.seconds == pytest.approx(with_marks.seconds, abs=0.02)
+    assert float(np.sqrt(np.mean(without.samples.astype(np.float64) ** 2))) > SILENCE_RMS
+    without.samples[:10] = 0  # a caller may edit its samples in place (no read-only view of engine memory)
+    # /v1/tts gives no phonemes to anyone; /v1/talk's mouth still gets them (test_engine_mouth.py).
+    assert parse_wav(pipeline.synthesize(ENGLISH, voice="en-us").wav).seconds == pytest.approx(with_marks.seconds,
+                                                                                                abs=0.02)

@@ -187,16 +187,18 @@ class Pipeline:
         return voice_id, self._espeak
 
     def _speak(self, text: str, voice: str | None, emotion: str, speed: float, should_stop: ShouldStop,
-               max_seconds: float | None = None) -> tuple[SynthesizedSpeech, float]:
+               max_seconds: float | None = None, *, phonemes: bool = True) -> tuple[SynthesizedSpeech, float]:
         voice_id, engine = self._voice_engine(voice)
         max_samples = None if max_seconds is None else int(max_seconds * engine.sample_rate_for(voice_id))
         t0 = time.perf_counter()
-        speech = engine.synthesize(text, voice_id, prosody_for(emotion, speed), should_stop, max_samples=max_samples)
+        speech = engine.synthesize(text, voice_id, prosody_for(emotion, speed), should_stop, max_samples=max_samples,
+                                   phonemes=phonemes)
         return speech, time.perf_counter() - t0
 
     def synthesize(self, text: str, *, voice: str | None = None, emotion: str = "neutral", speed: float = 1.0,
                    should_stop: ShouldStop = _never, max_seconds: float | None = None) -> SpeechOutput:
-        speech, tts_s = self._speak(text, voice, emotion, speed, should_stop, max_seconds)
+        # Audio only: no mouth follows it, so the engine skips phoneme timing.
+        speech, tts_s = self._speak(text, voice, emotion, speed, should_stop, max_seconds, phonemes=False)
         return SpeechOutput(wav=pcm16_to_wav(speech.samples, speech.sample_rate), sample_rate=speech.sample_rate,
                             audio_seconds=speech.seconds, engine=speech.engine, characters=len(text),
                             timings={"tts": tts_s}, truncated=speech.truncated)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from talker.tts import PhonemeMark, SynthesizedSpeech
-from talker.tts.prosody import Prosody, espeak_params
+from talker.tts.prosody import EspeakParams, Prosody, espeak_params
 from talker.tts.segment import pause_after, split_for_streaming
 from talker.types import Cancelled, ShouldStop, UnknownVoice, VoiceInfo
 
@@ -63,8 +63,10 @@ class EspeakEvent(ctypes.Structure):
     ]
 
 
-_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
-                                  ctypes.POINTER(EspeakEvent))
+# Plain addresses (not ctypes pointer objects) in the callback: the samples are copied with one string_at
+# and the events read only when the caller wants phonemes, so a callback costs microseconds.
+_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
+_EVENT_SIZE = ctypes.sizeof(EspeakEvent)
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,8 @@ class _Collector:
     max_samples: int | None = None  # stop once this much audio exists (TALKER_MAX_AUDIO_SECONDS)
     samples: int = 0
     truncated: bool = False
-    chunks: list[np.ndarray] = field(default_factory=list)
-    phonemes: list[PhonemeMark] = field(default_factory=list)
+    pcm: bytearray = field(default_factory=bytearray)  # int16 samples in native byte order, as espeak made them
+    phonemes: list[PhonemeMark] | None = field(default_factory=list)  # None: the caller needs no phoneme timing
     cancelled: bool = False
     error: BaseException | None = None
 
@@ -103,9 +105,13 @@ _LOCK = threading.Lock()
 _active = _Collector()
 _lib: ctypes.CDLL | None = None
 _sample_rate = 0
+# The voice and parameters the library holds now. espeak keeps them between syntheses (a text cannot change
+# them: no SSML, no embedded commands), so they are set again only when a request asks for others; setting a
+# voice re-reads its files (0.1-0.4 ms) and each call hands the GIL over twice while the lock is held.
+_configured: tuple[str, EspeakParams] | None = None
 
 
-def _on_synth(wav: ctypes.Array, n: int, events: ctypes.Array) -> int:
+def _on_synth(wav: int | None, n: int, events: int | None) -> int:
     # Exceptions cannot cross the C boundary: record them and abort synthesis instead.
     collector = _active
     try:
@@ -117,15 +123,15 @@ def _on_synth(wav: ctypes.Array, n: int, events: ctypes.Array) -> int:
                 n = max(0, collector.max_samples - collector.samples)
                 collector.truncated = True
             if n > 0:
-                collector.chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+                collector.pcm += ctypes.string_at(wav, 2 * n)
                 collector.samples += n
-        i = 0
-        while events and events[i].type != _EVENT_LIST_TERMINATED:
-            ev = events[i]
-            if ev.type == _EVENT_PHONEME:
-                name = ev.id.string.decode("utf-8", "replace")
-                collector.phonemes.append(PhonemeMark(ev.audio_position / 1000.0, name))
-            i += 1
+        phonemes = collector.phonemes
+        if events and phonemes is not None:
+            while (ev := EspeakEvent.from_address(events)).type != _EVENT_LIST_TERMINATED:
+                if ev.type == _EVENT_PHONEME:
+                    name = ev.id.string.decode("utf-8", "replace")
+                    phonemes.append(PhonemeMark(ev.audio_position / 1000.0, name))
+                events += _EVENT_SIZE
         return 1 if collector.truncated else 0
     except BaseException as exc:  # re-raised by synthesize() once the C call has returned
         collector.error = exc
@@ -211,9 +217,11 @@ class EspeakEngine:
             if left is not None:
                 left -= len(speech.samples)
 
-    def synthesize(self, text: str, voice_id: str, prosody: Prosody,
-                   should_stop: ShouldStop = lambda: False, max_samples: int | None = None) -> SynthesizedSpeech:
-        global _active
+    def synthesize(self, text: str, voice_id: str, prosody: Prosody, should_stop: ShouldStop = lambda: False,
+                   max_samples: int | None = None, *, phonemes: bool = True) -> SynthesizedSpeech:
+        """The whole speech at once. phonemes=False leaves `phonemes` empty (nobody animates a mouth to it)
+        and skips reading espeak's events."""
+        global _active, _configured
         voice = _VOICES_BY_ID.get(voice_id)
         if voice is None:
             raise UnknownVoice(voice_id)
@@ -221,14 +229,17 @@ class EspeakEngine:
         encoded = text.replace("\x00", " ").encode("utf-8") + b"\x00"
         with _LOCK:
             lib, rate = _load_library()
-            if lib.espeak_SetVoiceByName(voice.espeak_name.encode()) != _EE_OK:
-                raise RuntimeError(f"espeak-ng has no voice {voice.espeak_name!r}")
-            for param, value in ((_PARAM_RATE, params.rate_wpm), (_PARAM_VOLUME, params.volume),
-                                 (_PARAM_PITCH, params.pitch), (_PARAM_RANGE, params.pitch_range)):
-                lib.espeak_SetParameter(param, value, 0)
-            collector = _active = _Collector(should_stop=should_stop, max_samples=max_samples)
-            buf = ctypes.create_string_buffer(encoded, len(encoded))
-            status = lib.espeak_Synth(buf, len(encoded), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+            if _configured != (voice.espeak_name, params):
+                _configured = None  # unknown until both calls below have succeeded
+                if lib.espeak_SetVoiceByName(voice.espeak_name.encode()) != _EE_OK:
+                    raise RuntimeError(f"espeak-ng has no voice {voice.espeak_name!r}")
+                for param, value in ((_PARAM_RATE, params.rate_wpm), (_PARAM_VOLUME, params.volume),
+                                     (_PARAM_PITCH, params.pitch), (_PARAM_RANGE, params.pitch_range)):
+                    lib.espeak_SetParameter(param, value, 0)
+                _configured = (voice.espeak_name, params)
+            collector = _active = _Collector(should_stop=should_stop, max_samples=max_samples,
+                                             phonemes=[] if phonemes else None)
+            status = lib.espeak_Synth(encoded, len(encoded), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
             _active = _Collector()
         if collector.cancelled:
             raise Cancelled("speech synthesis cancelled")
@@ -236,10 +247,10 @@ class EspeakEngine:
             raise collector.error  # e.g. from should_stop(): the caller's own exception, unchanged
         if status != _EE_OK:
             raise RuntimeError(f"espeak_Synth returned {status}")
-        samples = np.concatenate(collector.chunks) if collector.chunks else np.zeros(0, dtype=np.int16)
-        phonemes = collector.phonemes
+        samples = np.frombuffer(collector.pcm, dtype=np.int16)  # shares the bytearray: no copy, writable
+        marks = collector.phonemes or []
         if collector.truncated:
             end_s = len(samples) / rate
-            phonemes = [p for p in phonemes if p.start_s < end_s]
-        return SynthesizedSpeech(samples=samples.astype(np.int16, copy=False), sample_rate=rate,
-                                 engine=self.name, phonemes=phonemes, truncated=collector.truncated)
+            marks = [p for p in marks if p.start_s < end_s]
+        return SynthesizedSpeech(samples=samples, sample_rate=rate, engine=self.name, phonemes=marks,
+                                 truncated=collector.truncated)

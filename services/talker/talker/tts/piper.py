@@ -244,8 +244,9 @@ class PiperEngine:
             raise UnknownVoice(voice_id)
         return int(entry[1][0].config.sample_rate)
 
-    def synthesize(self, text: str, voice_id: str, prosody: Prosody,
-                   should_stop: ShouldStop = lambda: False, max_samples: int | None = None) -> SynthesizedSpeech:
+    def synthesize(self, text: str, voice_id: str, prosody: Prosody, should_stop: ShouldStop = lambda: False,
+                   max_samples: int | None = None, *, phonemes: bool = True) -> SynthesizedSpeech:
+        """The whole speech at once (never with phoneme timing: see _sentences; `phonemes` is for espeak)."""
         parts = list(self._sentences([text], voice_id, prosody, should_stop, max_samples))
         if not parts:
             return SynthesizedSpeech(samples=np.zeros(0, dtype=np.int16), sample_rate=self.sample_rate_for(voice_id),

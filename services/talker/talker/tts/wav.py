@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import io
+import struct
 import wave
 
 import numpy as np
 
+# RIFF header of a 16-bit PCM mono file: RIFF size, WAVE, fmt chunk (16 bytes of PCM format), data size.
+_HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")
+
+
+def wav_header(sample_rate: int, data_bytes: int) -> bytes:
+    """The 44 bytes before `data_bytes` of 16-bit mono PCM (what the `wave` module writes)."""
+    return _HEADER.pack(b"RIFF", 36 + data_bytes, b"WAVE", b"fmt ", 16, 1, 1, sample_rate, sample_rate * 2, 2, 16,
+                        b"data", data_bytes)
+
 
 def pcm16_to_wav(samples: np.ndarray, sample_rate: int) -> bytes:
     """A complete WAV file (16-bit PCM, mono) holding `samples` (int16)."""
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(sample_rate)
-        wav.writeframes(np.ascontiguousarray(samples, dtype="<i2").tobytes())
-    return buf.getvalue()
+    pcm = np.ascontiguousarray(samples, dtype="<i2").tobytes()
+    return wav_header(sample_rate, len(pcm)) + pcm
 
 
 def wav_to_pcm16(data: bytes) -> tuple[np.ndarray, int]:
