@@ -6,12 +6,14 @@ import asyncio
 import re
 import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from talker.audio_formats import PCM_RATE, LinearResampler, open_encoder, streaming_wav_header
 from talker.pipeline import Pipeline
 from talker.streaming import StreamSink
+from talker.tts import FIRST_PIECES, SpeechStream, SynthesizedSpeech
 from talker.tts.segment import split_for_streaming
 from talker.types import Cancelled
 
@@ -134,3 +136,38 @@ def test_sink_holds_the_producer_back_and_releases_it_when_aborted() -> None:
         assert state[-1] == "cancelled" and state.count("put") < 10
 
     asyncio.run(scenario())
+
+
+def test_a_stream_already_speaking_lets_a_new_first_piece_go_first() -> None:
+    made: list[str] = []
+
+    def pieces(name: str) -> Iterator[SynthesizedSpeech]:
+        for i in range(3):
+            made.append(f"{name}{i}")
+            yield SynthesizedSpeech(samples=np.zeros(100, dtype=np.int16), sample_rate=1000, engine="espeak")
+
+    speaking = SpeechStream(engine="espeak", sample_rate=1000, characters=1, pieces=pieces("a"))
+    next(speaking)  # its first piece is out: from now on it gives way
+    first_piece_started, first_piece_done = threading.Event(), threading.Event()
+
+    def new_stream_first_piece() -> None:
+        with FIRST_PIECES.making_first_piece():
+            first_piece_started.set()
+            first_piece_done.wait(5)
+            made.append("b0")
+
+    other = threading.Thread(target=new_stream_first_piece)
+    other.start()
+    assert first_piece_started.wait(5)
+    later = threading.Thread(target=lambda: next(speaking))
+    later.start()
+    first_piece_done.set()
+    later.join(5)
+    other.join(5)
+    assert made == ["a0", "b0", "a1"]  # a1 waited for b0
+
+    # The pause is bounded: with a first piece that never ends, the speaking stream still goes on.
+    with FIRST_PIECES.making_first_piece():
+        started = time.monotonic()
+        next(speaking)
+        assert FIRST_PIECES.MAX_PAUSE_S <= time.monotonic() - started < FIRST_PIECES.MAX_PAUSE_S + 2

@@ -6,6 +6,8 @@ animator uses to move the mouth.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +34,40 @@ class SynthesizedSpeech:
         return len(self.samples) / self.sample_rate if self.sample_rate else 0.0
 
 
+class FirstPiecePriority:
+    """Streams that are already speaking pause before their next piece while another stream makes its first.
+
+    Time to first audio is what a listener waits for; a stream that has started is far ahead of real time
+    (Piper ~15x, espeak ~600x on one core), so pausing it briefly costs its listener nothing. On a small CPU
+    shared by several streams this keeps a new stream's first piece from queueing behind the others' later
+    ones. A pause is bounded (MAX_PAUSE_S), so a stream of arrivals slows but never stops the others."""
+
+    MAX_PAUSE_S = 0.3
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._making = 0  # first pieces being made now
+
+    @contextlib.contextmanager
+    def making_first_piece(self) -> Iterator[None]:
+        with self._cond:
+            self._making += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._making -= 1
+                if not self._making:
+                    self._cond.notify_all()
+
+    def wait_for_first_pieces(self) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._making == 0, timeout=self.MAX_PAUSE_S)
+
+
+FIRST_PIECES = FirstPiecePriority()  # one per process: the streams share the CPU
+
+
 class SpeechStream:
     """Speech as an engine produces it: iterate for pieces (int16 samples at `sample_rate`).
 
@@ -47,6 +83,7 @@ class SpeechStream:
         self.samples = 0
         self.truncated = False
         self._pieces = pieces
+        self._given = 0
 
     @property
     def audio_seconds(self) -> float:
@@ -56,11 +93,16 @@ class SpeechStream:
         return self
 
     def __next__(self) -> SynthesizedSpeech:
+        first = self._given == 0
+        if not first:
+            FIRST_PIECES.wait_for_first_pieces()  # streams already speaking let new ones start first
         t0 = time.perf_counter()
         try:
-            piece = next(self._pieces)
+            with FIRST_PIECES.making_first_piece() if first else contextlib.nullcontext():
+                piece = next(self._pieces)
         finally:
             self.tts_seconds += time.perf_counter() - t0
+        self._given += 1
         if piece.phonemes and self.samples:  # engines time phonemes per piece; a stream counts from its start
             offset = self.samples / self.sample_rate
             piece.phonemes = [PhonemeMark(p.start_s + offset, p.phoneme) for p in piece.phonemes]
