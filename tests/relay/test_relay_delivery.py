@@ -244,7 +244,7 @@ def test_relay_dispatcher_stop_cancels_the_send_and_answers_queued_callers_503()
     from dingtalk_relay.targets import Target
     from pydantic import SecretStr
 
-    async def scenario() -> tuple[bool, Any]:
+    async def scenario() -> tuple[bool, Any, str]:
         in_flight, cancelled = asyncio.Event(), asyncio.Event()
 
         async def hanging_dingtalk(request: httpx.Request) -> httpx.Response:
@@ -260,7 +260,9 @@ def test_relay_dispatcher_stop_cancels_the_send_and_answers_queued_callers_503()
         views = renderer.views(WebhookPayload.model_validate(real_payload()))
         async with httpx.AsyncClient(transport=httpx.MockTransport(hanging_dingtalk)) as http:
             target = Target(name="default", token=SecretStr("t"))
-            dispatcher = TargetDispatcher(target, DingTalkClient(http), renderer, TokenBucket(600, 10), RelayMetrics(),
+            relay_metrics = RelayMetrics()
+            relay_metrics.init_targets(["default"])
+            dispatcher = TargetDispatcher(target, DingTalkClient(http), renderer, TokenBucket(600, 10), relay_metrics,
                                           DeliveryPolicy(http_timeout=60))
             dispatcher.start()
             first = asyncio.create_task(dispatcher.deliver_alerts(views, upstream_truncated=0, deadline_s=60))
@@ -270,8 +272,10 @@ def test_relay_dispatcher_stop_cancels_the_send_and_answers_queued_callers_503()
             await asyncio.wait_for(dispatcher.stop(), 5)
             result = await asyncio.wait_for(queued, 5)
             first.cancel()
-            return cancelled.is_set(), result
+            return cancelled.is_set(), result, relay_metrics.exposition().decode()
 
-    was_cancelled, result = asyncio.run(scenario())
+    was_cancelled, result, exposition = asyncio.run(scenario())
     assert was_cancelled
     assert (result.ok, result.status_code, result.reason) == (False, 503, "relay shutting down")
+    assert metric_value(exposition, "dingtalk_relay_notifications_total", {"outcome": "failed"}) == 1
+    assert metric_value(exposition, "dingtalk_relay_notifications_total", {"outcome": "sent"}) == 0
