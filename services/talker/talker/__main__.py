@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 
 import uvicorn
@@ -23,18 +24,29 @@ def main() -> None:
         logging.getLogger("talker").info(
             "metrics listening", extra={"host": settings.host, "port": settings.metrics_port}
         )
+    _warn_without_c_parts()
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
-        # The C event loop and HTTP parser (pinned dependencies): named, so a missing one fails at start
-        # instead of silently costing ~1 ms of CPU per request on the pure-Python ones.
-        loop="uvloop",
-        http="httptools",
+        # "auto" takes uvloop and httptools (pinned dependencies) when installed; see _warn_without_c_parts.
+        loop="auto",
+        http="auto",
         log_config=None,  # keep our JSON logging
         access_log=False,  # RequestObserver writes one richer line per request
         timeout_graceful_shutdown=5,
     )
+
+
+def _warn_without_c_parts() -> None:
+    # An environment installed before they were pinned still starts (uvicorn falls back to asyncio and h11),
+    # but each request then costs about 1 ms more CPU (bench/bench_tts_bare.py): say so once.
+    missing = [name for name in ("uvloop", "httptools") if importlib.util.find_spec(name) is None]
+    if missing:
+        logging.getLogger("talker").warning(
+            "uvicorn runs without %s (pure-Python fallback, slower): reinstall the locked dependencies",
+            " and ".join(missing),
+        )
 
 
 if __name__ == "__main__":
