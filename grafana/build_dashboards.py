@@ -174,6 +174,9 @@ def overview() -> dict[str, Any]:
               [(f"talker_fault_injection_active{{{T}}}", "{{instance}} {{kind}}")]),
         Panel("模型加载耗时", "启动时各引擎加载所需秒数。", "s",
               [(f"talker_model_load_seconds{{{T}}}", "{{instance}} {{engine}}")], kind="stat", width=6),
+        Panel("引擎退回 CPU", "talker_engine_cpu_fallback：1 = 引擎本应使用 GPU 却在 CPU 上运行"
+              "（TalkerEngineCPUFallback）；实际 provider 见 talker_engine_info。", "bool_yes_no",
+              [(f"talker_engine_cpu_fallback{{{T}}}", "{{instance}} {{engine}}")], kind="stat", width=6),
         Panel("进程内存", "talker 进程常驻内存（RSS）。", "bytes",
               [(f"process_resident_memory_bytes{{{T}}}", "{{instance}}")], width=6),
         Panel("版本", "talker_build_info：版本、默认 TTS 引擎和设备。", "none",
