@@ -57,7 +57,7 @@ GOAL = 0.85
 
 # speak_lib.h: synchronous output, UTF-8 text, positions in characters.
 _AUDIO_OUTPUT_SYNCHRONOUS, _CHARS_UTF8, _POS_CHARACTER = 2, 1, 1
-_BUFFER_MS = 1000  # the engine at its best: few callbacks per sentence (talker uses the same size)
+_BUFFER_MS = 5000  # the engine at its best: few callbacks per sentence (talker uses the same size)
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
 

@@ -31,9 +31,11 @@ _PARAM_RATE, _PARAM_VOLUME, _PARAM_PITCH, _PARAM_RANGE = 1, 2, 3, 4
 _EVENT_LIST_TERMINATED = 0
 _EVENT_PHONEME = 7
 _EE_OK = 0
-# Audio per synth callback. Each callback re-enters Python and must take the GIL back from the event loop;
-# 1 s chunks (instead of the 60 ms default) make that a handful of times per request, not dozens.
-_BUFFER_MS = 1000
+# Audio per synth callback (espeak also calls at sentence ends). Each callback re-enters Python and must take
+# the GIL back from the event loop while the synthesizer's lock is held; 5 s chunks (instead of the 60 ms
+# default) make that 2-3 times for a sentence, not dozens. Cancellation is polled per callback: a stopped
+# request still synthesizes at most 5 s of audio (about 10 ms of CPU).
+_BUFFER_MS = 5000
 # Streaming: the first piece is short so its audio exists within milliseconds; later pieces are whole
 # sentences (split past PIECE_WORDS) so the lock is taken a few times per request, not per word.
 FIRST_PIECE_WORDS = 8
