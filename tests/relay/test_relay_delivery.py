@@ -155,7 +155,10 @@ def test_relay_permanent_errcode_is_502_at_once_and_counted(
     assert metric_value(exposition, "dingtalk_relay_notifications_total", {"outcome": "failed"}) == 1
 
 
-def test_relay_burst_of_50_is_merged_and_never_throttled(relay_settings: Callable[..., RelaySettings], run_relay):
+def test_relay_burst_of_50_is_merged_and_never_throttled(
+    relay_settings: Callable[..., RelaySettings], run_relay: RunRelay, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.INFO, logger="dingtalk_relay")
     # DingTalk's 20/min scaled to 20 per 3 s; the relay's bucket scaled the same way (1 + 5/s * 3 s = 16 <= 20).
     with DingTalkStandin([Robot(PLAIN_TOKEN)], rate_limit=20, rate_window=3.0) as fast_dingtalk:
         relay = run_relay(
@@ -174,6 +177,10 @@ def test_relay_burst_of_50_is_merged_and_never_throttled(relay_settings: Callabl
         assert all(f"BurstAlert{i:02d}" in texts for i in range(50))  # every alert arrived
         assert len(fast_dingtalk.messages) < 50  # ... merged
         assert metric_value(metrics(relay), "dingtalk_relay_rate_limited_total") > 0
+        # One log line per message: which target, how many alerts from how many webhook calls.
+        delivered = [m for m in caplog.messages if m.startswith("target default: delivered ")]
+        assert len(delivered) == len(fast_dingtalk.messages)
+        assert sum(int(m.split()[3]) for m in delivered) == 50
 
 
 def test_relay_burst_at_default_rate_stays_within_20_messages(

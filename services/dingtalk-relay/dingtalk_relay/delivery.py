@@ -66,7 +66,6 @@ class TargetDispatcher:
     metrics: RelayMetrics
     policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
     clock: Callable[[], float] = time.monotonic
-    messages_sent: int = 0
 
     def __post_init__(self) -> None:
         self._pending: list[Notification] = []
@@ -204,7 +203,6 @@ class TargetDispatcher:
         if outcome.errcode not in (None, 0):
             self.metrics.api_errors.labels(name, errcode_label(outcome.errcode)).inc()
         if outcome.ok:
-            self.messages_sent += 1
             alerts = sum(len(n.alerts) for n in batch)
             log.info(
                 "target %s: delivered %d alert(s) from %d notification(s) in one message",
