@@ -199,6 +199,8 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=40.0, help="seconds per capacity level (several videos)")
     parser.add_argument("--max-sessions", type=int, default=40)
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--levels", default="1,4,8,12,16,20,24,28,32,40,48,56,64",
+                        help="session counts to try, in order (comma-separated)")
     args = parser.parse_args()
     body = json.dumps({"text": TEXT}).encode()
     load_before = os.getloadavg()
@@ -207,7 +209,7 @@ def main() -> None:
         host_port = url.removeprefix("http://")
         ttff = ttff_sequential(host_port, body, args.ttff_requests)
         report("ttff_sequential", {"size": args.size, **ttff})
-        levels = [n for n in (1, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64) if n <= args.max_sessions]
+        levels = [n for n in (int(v) for v in args.levels.split(",")) if n <= args.max_sessions]
         capacity = realtime_sessions = 0
         cpu_per_video_s: list[object] = []
         for n in levels:  # on while every stream is still faster than real time, to show both limits

@@ -15,7 +15,7 @@ from talker.animator.fmp4 import avc_codec_string, read_box, samples_per_track, 
 from talker.animator.mouth import StreamingOpenness, openness_track
 from talker.animator.stream_encode import CODECS, KEYFRAME_SECONDS
 from talker.pipeline import Pipeline
-from talker.talk_stream import TalkStream
+from talker.talk_stream import FIRST_FRAMES, FirstFramePriority, TalkStream
 from talker.tts import SpeechStream, SynthesizedSpeech
 from talker.types import Cancelled
 from talker_engines.media import decode_audio, decode_frames, ffmpeg_children, ffmpeg_info
@@ -40,9 +40,10 @@ def top_level_boxes(data: bytes) -> list[str]:
 def wait_until_nothing_left(deadline_s: float) -> float:
     """Seconds until no stream thread and no ffmpeg child is left; fails after the deadline."""
     started = time.monotonic()
-    while stream_threads() or ffmpeg_children():
+    while stream_threads() or ffmpeg_children() or FIRST_FRAMES._starting:
         if time.monotonic() - started > deadline_s:
-            pytest.fail(f"left behind after {deadline_s}s: threads {stream_threads()}, ffmpeg {ffmpeg_children()}")
+            pytest.fail(f"left behind after {deadline_s}s: threads {stream_threads()}, ffmpeg {ffmpeg_children()}, "
+                        f"streams still counted as starting {FIRST_FRAMES._starting}")
         time.sleep(0.01)
     return time.monotonic() - started
 
@@ -204,3 +205,22 @@ def test_engine_streaming_openness_matches_the_whole_track_and_comes_out_as_audi
     # Frames come out as their audio arrives, two frames behind (the smoothing looks one frame ahead).
     for k, emitted in enumerate(emitted_after[:-1]):
         assert int((k + 1) * step * FPS / rate) - 2 <= emitted <= int((k + 1) * step * FPS / rate)
+
+
+def test_engine_first_frame_priority_pauses_started_streams_briefly() -> None:
+    priority = FirstFramePriority()
+
+    def pause(stopping: threading.Event | None = None) -> float:
+        started = time.monotonic()
+        priority.let_starters_go_first(stopping.is_set if stopping else lambda: False)
+        return time.monotonic() - started
+
+    assert pause() < 0.05  # nobody is starting: no pause at all
+    priority.starting()
+    assert FirstFramePriority.MAX_PAUSE_S <= pause() < FirstFramePriority.MAX_PAUSE_S + 0.5  # bounded
+    threading.Timer(0.05, priority.started).start()
+    assert 0.04 <= pause() < 0.25  # ends as soon as the starter has its first frames out
+    priority.starting()
+    stop = threading.Event()
+    threading.Timer(0.05, lambda: (stop.set(), priority.wake())).start()
+    assert 0.04 <= pause(stop) < 0.25  # and at once for a stream that is closed meanwhile

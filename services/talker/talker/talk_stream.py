@@ -43,6 +43,43 @@ def _never() -> bool:
     return False
 
 
+class FirstFramePriority:
+    """Streams that already show frames pause rendering while another stream makes its first frames.
+
+    Time to first frame is what a viewer waits for; a stream that has started runs far ahead of real time
+    (10-20x on one core), so a short pause costs its viewer nothing, while on a small CPU shared by many
+    streams it keeps a new stream's first fragment from queueing behind the others' later ones. Each pause
+    is bounded (MAX_PAUSE_S) and ends at once when the paused stream is closed. Speech streams do the same
+    for their first piece (tts.FirstPiecePriority)."""
+
+    MAX_PAUSE_S = 0.3
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._starting = 0  # streams that have not handed out their first frames yet
+
+    def starting(self) -> None:
+        with self._cond:
+            self._starting += 1
+
+    def started(self) -> None:
+        with self._cond:
+            self._starting -= 1
+            if not self._starting:
+                self._cond.notify_all()
+
+    def let_starters_go_first(self, stopping: ShouldStop) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._starting == 0 or stopping(), timeout=self.MAX_PAUSE_S)
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+
+FIRST_FRAMES = FirstFramePriority()  # one per process: the streams share the CPU
+
+
 class TalkStream:
     """Iterate once for the segments (init first); `stats` is complete when the iteration has ended."""
 
@@ -57,6 +94,9 @@ class TalkStream:
         self._producer: threading.Thread | None = None
         self._encoder: FragmentedMp4Encoder | None = None
         self._input_done_at: float | None = None
+        self._starting = False  # counted in FIRST_FRAMES until the first frames are out
+        self._starting_lock = threading.Lock()
+        self._frames_out = threading.Event()
         self.stats = TalkStreamStats()
 
     # What the service counts and logs once the stream is over.
@@ -94,12 +134,16 @@ class TalkStream:
                                                        sample_rate=self._sample_rate)
         self._producer = threading.Thread(target=self._produce, args=(encoder,), name="talker-talk-stream",
                                           daemon=True)
+        FIRST_FRAMES.starting()
+        self._starting = True
         self._producer.start()
         try:
             try:
                 for segment in encoder.segments():
                     if self.stopping():
                         raise Cancelled("talk stream cancelled")
+                    if segment.video_frames:
+                        self._first_frames_out()
                     yield segment
             except Exception:
                 if self._error is not None:
@@ -113,9 +157,18 @@ class TalkStream:
         finally:
             self.close()
 
+    def _first_frames_out(self) -> None:
+        self._frames_out.set()
+        with self._starting_lock:
+            starting, self._starting = self._starting, False
+        if starting:
+            FIRST_FRAMES.started()
+
     def close(self) -> None:
         """Stop producing, kill ffmpeg, join the threads (idempotent)."""
         self._stop.set()
+        self._first_frames_out()
+        FIRST_FRAMES.wake()  # a producer pausing for other streams' first frames sees the stop now
         if self._encoder is not None:
             self._encoder.close()
         if self._producer is not None and self._producer is not threading.current_thread():
@@ -163,6 +216,8 @@ class TalkStream:
     def _render(self, encoder: FragmentedMp4Encoder, openness: np.ndarray) -> None:
         timings = self.stats.timings
         for start in range(0, len(openness), RENDER_BATCH):
+            if self._frames_out.is_set():
+                FIRST_FRAMES.let_starters_go_first(self.stopping)
             self._check()
             t0 = time.perf_counter()
             frames = self._renderer.render(openness[start:start + RENDER_BATCH])
