@@ -19,6 +19,8 @@ from starlette.types import Receive, Scope, Send
 from talker.observe import RequestContext
 from talker.streaming import OpenStream
 
+STOP_WAIT_S = 5.0
+
 
 class StreamedResponse(Response):
     def __init__(self, stream: OpenStream[Any], ctx: RequestContext, headers: dict[str, str] | None = None) -> None:
@@ -74,6 +76,13 @@ class StreamedResponse(Response):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await watcher
             stream.close(stream.outcome or outcome)
+            if stream.outcome != "completed":
+                # The client is gone or cut: nothing waits on us, so wait for the producer to let go and log
+                # how long stopping took (the slot is freed as its thread returns).
+                stopped_s = None
+                with contextlib.suppress(asyncio.CancelledError):  # already on the way out: just don't wait
+                    stopped_s = await stream.sink.wait_producer(STOP_WAIT_S)
+                self.ctx.details["stopped_after_s"] = None if stopped_s is None else round(stopped_s, 4)
             self._describe()
 
     def _describe(self) -> None:

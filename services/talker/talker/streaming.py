@@ -59,6 +59,9 @@ class StreamSink:
         self._consumer_waiting = False
         self._readable = asyncio.Event()
         self.stop_event: threading.Event | None = None  # the producer's stop event, once it runs
+        self.aborted_at: float | None = None  # monotonic time of abort()
+        self.producer_done_at: float | None = None  # monotonic time the producer's thread let go
+        self._producer_done = asyncio.Event()
 
     @property
     def buffered_bytes(self) -> int:
@@ -97,6 +100,8 @@ class StreamSink:
     def abort(self) -> None:
         """Drop what is buffered and make the producer's next (or current) put() raise Cancelled."""
         with self._cond:
+            if not self._aborted:
+                self.aborted_at = time.monotonic()
             self._aborted = True
             self._chunks.clear()
             self._bytes = 0
@@ -104,6 +109,21 @@ class StreamSink:
         if self.stop_event is not None:
             self.stop_event.set()  # now, not a loop turn later when the cancelled job task runs again
         self._readable.set()  # only called on the loop thread
+
+    def producer_finished(self) -> None:
+        """Called by the producer's thread as it returns (its slot is freed right after)."""
+        self.producer_done_at = time.monotonic()
+        self.close()
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._producer_done.set)
+
+    async def wait_producer(self, timeout_s: float) -> float | None:
+        """Wait until the producer's thread has returned; seconds from abort() to then (None: not yet)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._producer_done.wait(), timeout_s)
+        if self.producer_done_at is None or self.aborted_at is None:
+            return None
+        return max(0.0, self.producer_done_at - self.aborted_at)
 
     async def take(self) -> bytes | None:
         """Everything buffered now (waiting for some if empty), or None at the end."""
@@ -211,7 +231,7 @@ async def open_stream(
         try:
             return produce(sink, stop)
         finally:
-            sink.close()
+            sink.producer_finished()
 
     task: asyncio.Task[R] = asyncio.ensure_future(run_in_slot(job))
     task.add_done_callback(lambda _: sink.close())  # e.g. RunTimeout while the thread still winds down
