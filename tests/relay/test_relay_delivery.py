@@ -286,3 +286,37 @@ def test_relay_dispatcher_stop_cancels_the_send_and_answers_queued_callers_503()
     assert (result.ok, result.status_code, result.reason) == (False, 503, "relay shutting down")
     assert metric_value(exposition, "dingtalk_relay_notifications_total", {"outcome": "failed"}) == 1
     assert metric_value(exposition, "dingtalk_relay_notifications_total", {"outcome": "sent"}) == 0
+
+
+def test_relay_dispatcher_success_result_and_delivery_duration():
+    from dingtalk_relay.client import DingTalkClient
+    from dingtalk_relay.delivery import DeliveryPolicy, DeliveryResult, TargetDispatcher
+    from dingtalk_relay.metrics import RelayMetrics
+    from dingtalk_relay.models import WebhookPayload
+    from dingtalk_relay.ratelimit import TokenBucket
+    from dingtalk_relay.render import MessageRenderer
+    from dingtalk_relay.targets import Target
+    from pydantic import SecretStr
+
+    async def scenario() -> tuple[Any, str]:
+        async def dingtalk(request: httpx.Request) -> httpx.Response:
+            await asyncio.sleep(0.2)
+            return httpx.Response(200, json={"errcode": 0, "errmsg": "ok"})
+
+        renderer = MessageRenderer(timezone="Asia/Shanghai", max_body_bytes=19000)
+        views = renderer.views(WebhookPayload.model_validate(real_payload()))
+        relay_metrics = RelayMetrics()
+        relay_metrics.init_targets(["default"])
+        async with httpx.AsyncClient(transport=httpx.MockTransport(dingtalk)) as http:
+            dispatcher = TargetDispatcher(Target(name="default", token=SecretStr("t")), DingTalkClient(http), renderer,
+                                          TokenBucket(600, 10), relay_metrics, DeliveryPolicy())
+            dispatcher.start()
+            result = await dispatcher.deliver_alerts(views, upstream_truncated=0, deadline_s=10)
+            await dispatcher.stop()
+        return result, relay_metrics.exposition().decode()
+
+    result, exposition = asyncio.run(scenario())
+    assert result == DeliveryResult(ok=True, status_code=200, reason="sent", errcode=0)
+    seconds = metric_value(exposition, "dingtalk_relay_delivery_duration_seconds_sum", {"target": "default"})
+    assert 0.2 <= seconds < 5  # accepted -> errcode 0, the 0.2 s DingTalk took included
+    assert metric_value(exposition, "dingtalk_relay_delivery_duration_seconds_count", {"target": "default"}) == 1
