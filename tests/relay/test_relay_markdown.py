@@ -98,6 +98,7 @@ def test_relay_md_url_allows_http_only_and_encodes_what_closes_a_link(url: str, 
         ("bidi\u202eevil\u0000end", "bidi evil end"),
         ("node_exporter_up", "node_exporter_up"),
         ("lone\ud800surrogate", "lone surrogate"),
+        ("line\u2028para\u2029end\u200bzw", "line para end zw"),
     ],
 )
 def test_relay_md_text_is_one_inert_line(text: str, expected: str):

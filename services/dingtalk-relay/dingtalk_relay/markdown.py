@@ -23,10 +23,9 @@ _NETLOC = re.compile(r"^[A-Za-z0-9._~\-:@\[\]]+$")
 
 
 def _printable(text: str) -> str:
-    """Control and format characters (incl. bidi overrides) and lone surrogates become spaces."""
-    return "".join(
-        " " if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") else c for c in text
-    )
+    """Control and format characters (incl. bidi overrides) and lone surrogates become spaces (line and
+    paragraph separators are whitespace already: md_text collapses them)."""
+    return "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Cs") else c for c in text)
 
 
 def md_text(value: object, limit: int | None = None) -> str:
