@@ -55,8 +55,8 @@ SENTENCES = (
 VOICE = "en-us"
 GOAL = 0.85
 # What this bench measured on the shared 2-core box, before/after the wrapper work (services/talker/README.md).
-RECORDED = ("recorded 2026-12-02, 5 rounds, load ~10: before (main a65e439) ratio 0.70, CPU/request 5.7 vs 2.8 ms; "
-            "after ratio 0.90, CPU/request 5.0 vs 3.0 ms")
+RECORDED = ("recorded 2026-12-02, 3 before/after pairs of 5 rounds: ratio 0.70/0.52/0.52 before (main a65e439), "
+            "0.90/0.62/0.64 after; server CPU per request 5.7-6.1 ms before, 5.0-5.3 ms after (bare 2.8-3.2 ms)")
 
 # speak_lib.h: synchronous output, UTF-8 text, positions in characters.
 _AUDIO_OUTPUT_SYNCHRONOUS, _CHARS_UTF8, _POS_CHARACTER = 2, 1, 1
