@@ -26,7 +26,7 @@ from relay.relay_helpers import (
 )
 from standins.dingtalk import DingTalkStandin, Robot
 
-from stack.procs import free_port
+from stack.procs import free_port, poll_until
 
 RunRelay = Callable[[RelaySettings], InProcessRelay]
 
@@ -320,3 +320,19 @@ def test_relay_dispatcher_success_result_and_delivery_duration():
     seconds = metric_value(exposition, "dingtalk_relay_delivery_duration_seconds_sum", {"target": "default"})
     assert 0.2 <= seconds < 5  # accepted -> errcode 0, the 0.2 s DingTalk took included
     assert metric_value(exposition, "dingtalk_relay_delivery_duration_seconds_count", {"target": "default"}) == 1
+
+
+def test_relay_caller_that_gave_up_is_not_delivered_later(
+    standin: DingTalkStandin, relay_settings: Callable[..., RelaySettings], run_relay: RunRelay
+):
+    # One message per 2 s, 0.3 s per caller: the second caller's deadline passes while it waits for the bucket.
+    relay = run_relay(relay_settings(rate_limit_per_minute=30, rate_limit_burst=1, delivery_deadline=0.3))
+    assert post(relay, payload_with(1, name="FirstAlert")).status_code == 200
+    gave_up = post(relay, payload_with(1, name="AbandonedAlert"))
+    assert gave_up.status_code == 503
+    assert gave_up.json()["message"] == "not delivered within 0.3s (waiting for the rate limit)"
+    # Alertmanager retries; once the bucket has a token again a retry goes through, alone.
+    poll_until(lambda: post(relay, payload_with(1, name="ThirdAlert")).status_code == 200, timeout=15,
+               interval=0.01, what="a later webhook delivered")
+    assert [m["title"] for m in standin.messages] == ["[告警 1 条] FirstAlert", "[告警 1 条] ThirdAlert"]
+    assert "AbandonedAlert" not in standin.messages[1]["text"]
