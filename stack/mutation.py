@@ -69,7 +69,7 @@ SUITES = {
         {"relay delivery": "dingtalk_relay.delivery.*"},
         ("delivery.py",),
         ("tests/relay/test_relay_delivery.py", "tests/relay/test_relay_heartbeat.py",
-         "tests/relay/test_relay_render.py"),
+         "tests/relay/test_relay_render.py", "tests/relay/test_relay_poison.py"),  # poison: the render fallback
         ("tests/relay", "tests/standins", "stack"),
     ),
     "talker": Suite(
