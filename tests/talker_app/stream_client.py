@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from talker_engines.media import ffmpeg_children as ffmpeg_children  # re-exported for the stream tests
+
 SPEECH = "/v1/audio/speech"
 # About two minutes of espeak speech: more than the socket buffers and the stream buffer hold together.
 LONG_TEXT = " ".join(["The deployment finished without errors and every check is green again."] * 26)
@@ -44,23 +46,6 @@ class RawStream:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def ffmpeg_children(pid: int) -> list[int]:
-    """ffmpeg processes whose parent is `pid`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        if ppid == pid and comm.startswith("ffmpeg"):
-            found.append(int(entry.name))
-    return found
 
 
 def thread_count(pid: int) -> int:

@@ -42,9 +42,9 @@ def ffmpeg() -> str:
     return get_ffmpeg_exe()
 
 
-def ffmpeg_children() -> list[int]:
-    """ffmpeg processes whose parent is this test process."""
-    me, found = os.getpid(), []
+def ffmpeg_children(pid: int | None = None) -> list[int]:
+    """ffmpeg processes whose parent is `pid` (default: this test process)."""
+    parent, found = os.getpid() if pid is None else pid, []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -54,7 +54,7 @@ def ffmpeg_children() -> list[int]:
             continue
         comm = stat[stat.index("(") + 1:stat.rindex(")")]
         ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        if ppid == me and comm.startswith("ffmpeg"):
+        if ppid == parent and comm.startswith("ffmpeg"):
             found.append(int(entry.name))
     return found
 
