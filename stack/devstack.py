@@ -89,7 +89,8 @@ class DevStack:
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="talker-devstack-"))
         self.log_dir = self.workdir / "logs"
-        self.admin_token = self.extra_env.get("TALKER_ADMIN_TOKEN") or secrets.token_urlsafe(16)
+        # hex, not urlsafe: a token starting with "-" would read as an option on a command line (`--admin-token X`)
+        self.admin_token = self.extra_env.get("TALKER_ADMIN_TOKEN") or secrets.token_hex(16)
         # talker reads it from a 0600 file (TALKER_ADMIN_TOKEN_FILE, as in compose); the summary names the file.
         self.admin_token_file = self.workdir / "secrets" / "talker_admin_token"
         # The bearer token Alertmanager sends to the relay: random per run, only in a 0600 file.

@@ -36,7 +36,7 @@ def smoke_argv(stack: DevStack) -> list[str]:
     u = stack.urls
     return ["--talker", u["talker"], "--prometheus", u["prometheus"], "--alertmanager", u["alertmanager"],
             "--relay", u["relay"], "--dingtalk", u["dingtalk"], "--mailpit", u["mailpit"],
-            "--admin-token", stack.admin_token, "--timeout", "120"]
+            f"--admin-token={stack.admin_token}", "--timeout", "120"]  # "=": a token may start with "-"
 
 
 def test_stack_e2e_watchdog_heartbeat_reaches_relay(dev_stack: DevStack) -> None:
