@@ -14,18 +14,20 @@ TORCH_INDEX_URL ?=
 ## install: create/refresh the dev environment in .venv from the hash-checked locks (reruns when they change)
 install: $(STAMP)
 
-$(STAMP): services/talker/pyproject.toml services/dingtalk-relay/pyproject.toml locks/dev.txt locks/torch-cpu.txt
+$(STAMP): services/talker/pyproject.toml services/dingtalk-relay/pyproject.toml services/dingtalk-standin/pyproject.toml \
+		locks/dev.txt locks/torch-cpu.txt
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --require-hashes -r locks/dev.txt
 	$(VPY) -m pip install -q --require-hashes --no-deps $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) \
 		-r locks/torch-cpu.txt
-	$(VPY) -m pip install -q --no-deps --no-build-isolation -e services/talker -e services/dingtalk-relay
+	$(VPY) -m pip install -q --no-deps --no-build-isolation -e services/talker -e services/dingtalk-relay \
+		-e services/dingtalk-standin
 	touch $(STAMP)
 
 ## lock: re-resolve constraints.txt + requirements into the hashed locks/*.txt (after changing any of them)
 lock:
 	test -x $(VPY) || $(PY) -m venv $(VENV)
-	$(VPY) -m stack.lock
+	$(VPY) -m devtools.lock
 
 # Component targets: monitoring lint (mk/monitoring.mk), stack up/down/dev/smoke/load (mk/stack.mk).
 -include mk/*.mk

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_remote_write.py [--samples 60] [--expr 'up{job="talker"}']
 
-Starts stack.fleet.LocalFleet (talker, the box's Prometheus rendered with PROMETHEUS_REMOTE_WRITE_* like
+Starts devtools.fleet.LocalFleet (talker, the box's Prometheus rendered with PROMETHEUS_REMOTE_WRITE_* like
 compose's config-init does, a central Prometheus with the remote-write receiver behind basic auth) and
 times each new sample of `expr`: wall clock when it first appears in a query minus its scrape timestamp,
 on the central store and, for comparison, on the box itself. Prints percentiles and their ratio.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stack.fleet import LocalFleet
+from devtools.fleet import LocalFleet
 
 
 def main() -> int:

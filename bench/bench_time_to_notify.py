@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_time_to_notify.py [--profile fast|demo|default] [--json out.json]
 
-Runs the local-process stack (stack.devstack) with the chosen timing profile, then
+Runs the local-process stack (devtools.devstack) with the chosen timing profile, then
 1. TalkerHighErrorRate: fault injection error_rate=0.5 under steady traffic;
 2. TalkerDown: talker killed.
 Each is compared with its theoretical floor = rule `for` + talker scrape interval + rule evaluation
@@ -22,9 +22,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from devtools.devstack import DevStack
 from stack.alertpath import DINGTALK_FIRING_MARK, DingTalkInbox, MailApi, Prometheus
 from stack.config_render import RenderedConfig, parse_duration
-from stack.devstack import DevStack
 from stack.procs import poll_until
 from stack.smoke import Endpoints, Traffic, set_fault
 

@@ -1,7 +1,7 @@
 """Generate grafana/dashboards/*.json: `python grafana/build_dashboards.py` (then commit the JSON).
 
 Written as code so every panel gets the same datasource, unit, description and layout rules, and
-so tests/monitoring can prove the committed JSON is exactly this output. Panels that could show
+so tests/monitoring_tests can prove the committed JSON is exactly this output. Panels that could show
 "No data" on a healthy stack (a counter that has not moved yet) add `or vector(0)`-style fallbacks.
 """
 

@@ -1,6 +1,6 @@
 # The Kubernetes Helm chart (deploy/helm/talker-stack): lint, render and package it offline with Helm's own
 # Go library (helm-python-sdk, pinned in requirements-dev.txt), no helm binary and no cluster needed.
-# Included from the root Makefile. The chart's tests (tests/k8s) also run in `make test`.
+# Included from the root Makefile. The chart's tests (tests/k8s_tests) also run in `make test`.
 CHART_OUT ?= dist
 
 .PHONY: chart lint-chart
@@ -16,4 +16,4 @@ chart: install
 ## lint-chart: helm lint (strict) + render default/GPU/KEDA, then the offline proofs (schemas, PSS, rules)
 lint-chart: install
 	$(VPY) deploy/helm/chartctl.py lint
-	$(VENV)/bin/pytest -q -p no:cacheprovider tests/k8s
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/k8s_tests

@@ -14,7 +14,7 @@ lint-monitoring: install
 	promtool check rules prometheus/rules/*.yml
 	promtool test rules prometheus/tests/*.yml
 	amtool check-config $(MON_RENDER_DIR)/alertmanager/alertmanager.yml
-	$(VENV)/bin/pytest -q -p no:cacheprovider tests/monitoring -m "not e2e" -k "dashboard or every_alert or runbook or routes"
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/monitoring_tests -m monitoring_lint
 
 ## dashboards: regenerate grafana/dashboards/*.json from grafana/build_dashboards.py
 dashboards: install

@@ -23,7 +23,7 @@ build:
 
 ## images: offline prerequisites: .cache/wheels and the stand-in base images (see docs/stack.md)
 images:
-	$(VPY) -m stack.images
+	$(VPY) -m offline.images
 
 ## down: stop and remove the containers; data volumes (Prometheus, Alertmanager, Grafana) are kept
 down:
@@ -41,7 +41,7 @@ logs:
 
 ## dev: the same stack as local processes on 127.0.0.1 (no Docker, no Grafana); Ctrl-C stops all
 dev: install
-	$(VPY) -m stack.devstack
+	$(VPY) -m devtools.devstack
 
 ## smoke: prove the alert path (FAULT=1 adds the fault-injection scenario); compose stack if up, else dev
 smoke:
@@ -54,7 +54,7 @@ smoke:
 
 ## load: demo traffic against talker (RATE requests/s for DURATION s)
 load:
-	$(VPY) -m stack.loadgen --rate $(RATE) --duration $(DURATION)
+	$(VPY) -m devtools.loadgen --rate $(RATE) --duration $(DURATION)
 
 ## compose-config: validate docker-compose.yml alone and with the GPU and debug overlays
 compose-config:

@@ -148,7 +148,7 @@ class DingTalkInbox:
 
 @dataclass
 class MailApi:
-    """Mailpit's HTTP API (also served by stack.mailsink)."""
+    """Mailpit's HTTP API (also served by devtools.mailsink)."""
 
     base: str
 

@@ -16,7 +16,7 @@ import sys
 MINIMUM = (2, 7, 0)
 VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 HOW_TO_FIX = ("Install Docker Compose v2.7 or newer (the docker-compose-plugin package, or "
-              "`python -m stack.docker_env` on Debian), or point COMPOSE at one: make up COMPOSE='docker compose'.")
+              "`python -m offline.docker_env` on Debian), or point COMPOSE at one: make up COMPOSE='docker compose'.")
 
 
 def parse_version(output: str) -> tuple[int, int, int] | None:

@@ -6,7 +6,7 @@ helm-python-sdk wraps Helm v4's SDK in a shared library, so no `helm` binary and
     python deploy/helm/chartctl.py render -f ci/gpu-values.yaml --out out/gpu   # one file per object
     python deploy/helm/chartctl.py package --out dist        # .tgz with the rule/dashboard symlinks resolved
 
-Used by `make lint-chart` / `make chart` (mk/helm.mk) and by tests/k8s.
+Used by `make lint-chart` / `make chart` (mk/helm.mk) and by tests/k8s_tests.
 """
 
 from __future__ import annotations
