@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from talker.ffmpeg import ffmpeg_exe
 from talker_engines_tests.media import ffmpeg_children as ffmpeg_children  # re-exported for the stream tests
 
 SPEECH = "/v1/audio/speech"
@@ -54,11 +55,9 @@ def thread_count(pid: int) -> int:
 
 def ffmpeg_describe(data: bytes, suffix: str, tmp: Path) -> tuple[str, float]:
     """What ffmpeg says about an audio file, and its decoded length in seconds (16 kHz mono)."""
-    from imageio_ffmpeg import get_ffmpeg_exe
-
     path = tmp / f"audio.{suffix}"
     path.write_bytes(data)
-    info = subprocess.run([get_ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True)
-    pcm = subprocess.run([get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(path), "-f", "s16le",
+    info = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True)
+    pcm = subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(path), "-f", "s16le",
                           "-ac", "1", "-ar", "16000", "pipe:1"], capture_output=True, check=True)
     return info.stderr, len(pcm.stdout) / 2 / 16000

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from talker.ffmpeg import ffmpeg_exe
 
 
 @dataclass
@@ -36,12 +37,6 @@ def parse_wav(data: bytes) -> Wav:
                    samples=np.frombuffer(raw, dtype="<i2"))
 
 
-def ffmpeg() -> str:
-    from imageio_ffmpeg import get_ffmpeg_exe
-
-    return get_ffmpeg_exe()
-
-
 def ffmpeg_children(pid: int | None = None) -> list[int]:
     """ffmpeg processes whose parent is `pid` (default: this test process)."""
     parent, found = os.getpid() if pid is None else pid, []
@@ -61,18 +56,18 @@ def ffmpeg_children(pid: int | None = None) -> list[int]:
 
 def ffmpeg_info(path: str) -> str:
     """What `ffmpeg -i` says about a file (imageio-ffmpeg ships no ffprobe)."""
-    proc = subprocess.run([ffmpeg(), "-hide_banner", "-i", path], capture_output=True, text=True, check=False)
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", path], capture_output=True, text=True, check=False)
     return proc.stderr
 
 
 def decode_frames(path: str, size: int) -> np.ndarray:
-    proc = subprocess.run([ffmpeg(), "-hide_banner", "-loglevel", "error", "-i", path, "-f", "rawvideo",
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", path, "-f", "rawvideo",
                            "-pix_fmt", "rgb24", "pipe:1"], capture_output=True, check=True)
     return np.frombuffer(proc.stdout, dtype=np.uint8).reshape(-1, size, size, 3)
 
 
 def decode_audio(path: str, rate: int = 22050) -> np.ndarray:
-    proc = subprocess.run([ffmpeg(), "-hide_banner", "-loglevel", "error", "-i", path, "-vn", "-f", "s16le",
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", path, "-vn", "-f", "s16le",
                            "-ac", "1", "-ar", str(rate), "pipe:1"], capture_output=True, check=True)
     return np.frombuffer(proc.stdout, dtype="<i2")
 

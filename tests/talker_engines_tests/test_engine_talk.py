@@ -14,10 +14,11 @@ import torch
 from talker.animator.avatars import LOOKS, drawn_avatar, load_avatars
 from talker.animator.mouth import openness_track, phoneme_openness
 from talker.animator.renderer import DeviceUnavailable, MouthRenderer, resolve_device
+from talker.ffmpeg import ffmpeg_exe
 from talker.pipeline import Pipeline
 from talker.settings import Settings
 from talker.types import Cancelled, UnknownAvatar
-from talker_engines_tests.media import decode_audio, decode_frames, ffmpeg, ffmpeg_children, ffmpeg_info
+from talker_engines_tests.media import decode_audio, decode_frames, ffmpeg_children, ffmpeg_info
 
 # Two sentences: the pause between them is silence in the middle of the video.
 TWO_SENTENCES = "Hello there. How are you today?"
@@ -156,7 +157,7 @@ def test_engine_user_mounted_avatar_is_decoded_and_animated(tmp_path: Path) -> N
     source.write_bytes(drawn_avatar("kai", 300).image.tobytes())
     avatars_dir = tmp_path / "avatars"
     avatars_dir.mkdir()
-    subprocess.run([ffmpeg(), "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "300x300",
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "300x300",
                     "-i", str(source), "-vf", "pad=400:300:50:0:color=white", str(avatars_dir / "me.png")],
                    check=True)
     x0, y0, x1, y1 = drawn_avatar("kai", 300).mouth_box
@@ -189,7 +190,7 @@ def test_engine_mounted_avatar_with_bad_metadata_is_skipped_not_fatal(tmp_path: 
         "notanobject": "[1, 2, 3, 4]",
     }
     for stem, meta in [*bad_metadata.items(), ("good", '{"name": "Good"}')]:
-        subprocess.run([ffmpeg(), "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "300x300",
+        subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "300x300",
                         "-i", str(source), str(avatars_dir / f"{stem}.png")], check=True)
         (avatars_dir / f"{stem}.json").write_text(meta)
 

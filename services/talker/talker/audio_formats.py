@@ -19,6 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
+from talker.ffmpeg import ffmpeg_exe
 from talker.types import Cancelled
 
 Emit = Callable[[bytes], None]  # hands bytes to the client's buffer; may block, may raise Cancelled
@@ -121,12 +122,6 @@ class PcmEncoder:
 
     def close(self) -> None:
         pass
-
-
-def ffmpeg_exe() -> str:
-    from imageio_ffmpeg import get_ffmpeg_exe
-
-    return get_ffmpeg_exe()
 
 
 class FfmpegEncoder:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from talker.ffmpeg import ffmpeg_exe
+
 log = logging.getLogger(__name__)
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -145,9 +147,7 @@ def drawn_avatar(avatar_id: str, size: int) -> Avatar:
 
 def decode_image(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
     """RGB uint8 (size, size, 3) centre-cropped square of the image, and the image's original (w, h)."""
-    from imageio_ffmpeg import get_ffmpeg_exe
-
-    argv = [get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-frames:v", "1",
+    argv = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-frames:v", "1",
             "-vf", f"crop='min(iw,ih)':'min(iw,ih)',scale={size}:{size}:flags=area",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     proc = subprocess.run(argv, capture_output=True, timeout=30, check=False)

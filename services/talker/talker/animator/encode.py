@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from talker.ffmpeg import ffmpeg_exe
 from talker.types import Cancelled, ShouldStop
 
 
@@ -26,12 +27,6 @@ class EncodedVideo:
     frames: int
     produce_seconds: float  # time spent waiting for the frame source (rendering)
     encode_seconds: float  # the rest: feeding ffmpeg and waiting for it to finish
-
-
-def ffmpeg_exe() -> str:
-    from imageio_ffmpeg import get_ffmpeg_exe
-
-    return get_ffmpeg_exe()
 
 
 def _ffmpeg_argv(size: int, fps: int, audio: Path, out: Path) -> list[str]:

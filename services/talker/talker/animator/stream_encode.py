@@ -23,8 +23,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from talker.animator.encode import ffmpeg_exe
 from talker.animator.fmp4 import Segment, segments
+from talker.ffmpeg import ffmpeg_exe
 
 # Constrained Baseline, level 3.0: what every MSE implementation plays. x264 writes this profile as
 # profile_idc 66 with constraint_set0+1 (0xC0), so the RFC 6381 string is avc1.42C01E; mp4a.40.2 is AAC-LC.
