@@ -32,6 +32,7 @@ import yaml
 
 from stack.config_render import RenderedConfig, render
 from stack.procs import ManagedProcess, free_port, poll_until, wait_http
+from stack.prometheus_text import metric_sum
 
 CENTRAL_USER = "fleet-writer"
 
@@ -177,15 +178,11 @@ class LocalFleet:
         result: list[dict[str, Any]] = self._get(where, "/api/v1/query", {"query": expr})["data"]["result"]
         return result
 
-    def box_metric(self, name: str, labels: str = "") -> float:
+    def box_metric(self, name: str, /, **labels: str) -> float:
         """Sum of a metric in the box Prometheus' own exposition (e.g. its remote-storage counters)."""
         with urllib.request.urlopen(f"{self.urls['box']}/metrics", timeout=10) as response:  # noqa: S310
             text = response.read().decode()
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith(name) and (line[len(name)] in " {") and labels in line:
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+        return metric_sum(text, name, **labels)
 
     def talk(self, path: str, body: dict[str, Any]) -> int:
         request = urllib.request.Request(  # noqa: S310 - local URL

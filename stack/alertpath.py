@@ -8,7 +8,6 @@ network.
 from __future__ import annotations
 
 import json
-import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -61,26 +60,6 @@ def get_text(url: str, timeout: float = 10.0) -> str:
             return str(resp.read().decode(errors="replace"))
     except (urllib.error.URLError, OSError) as exc:
         raise HopError(f"GET {url}: {exc}") from None
-
-
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-def metric_samples(exposition: str, name: str) -> list[tuple[dict[str, str], float]]:
-    """(labels, value) of every sample called `name` in a text exposition."""
-    out = []
-    for line in exposition.splitlines():
-        match = _SAMPLE.match(line)
-        if match and match.group(1) == name:
-            labels = dict(_LABEL.findall(match.group(3) or ""))
-            out.append((labels, float(match.group(4))))
-    return out
-
-
-def metric_sum(exposition: str, name: str, **match: str) -> float:
-    """Sum of the samples of `name` whose labels include `match` (0 when there is none)."""
-    return sum(v for labels, v in metric_samples(exposition, name) if all(labels.get(k) == x for k, x in match.items()))
 
 
 @dataclass

@@ -8,7 +8,7 @@
 Each hop's time is printed; on failure the failing hop and its evidence are, and the exit status is 1.
 URLs default to `make dev`'s ports; `--in-compose` uses the compose service names (run it on the compose
 network: `make smoke` does that with `docker compose run` when the compose stack is up).
-Standard library only, so it runs in the relay image too.
+Standard library and prometheus_client only, so it runs in the relay image too.
 """
 
 from __future__ import annotations
@@ -36,11 +36,10 @@ from stack.alertpath import (
     MailApi,
     Prometheus,
     get_text,
-    metric_samples,
-    metric_sum,
     request_json,
 )
 from stack.procs import poll_until
+from stack.prometheus_text import metric_sum, samples
 
 FAULT_ALERT = "TalkerHighErrorRate"
 
@@ -99,14 +98,14 @@ def relay_evidence(ep: Endpoints) -> str:
         text = get_text(f"{ep.relay}/metrics")
     except HopError as exc:
         return f"relay metrics unavailable: {exc}"
-    lines = [f"  notifications {labels} = {v:g}" for labels, v in
-             metric_samples(text, "dingtalk_relay_notifications_total")]
-    lines += [f"  DingTalk errcode {labels.get('errcode')} ({labels.get('target')}) x{v:g}" for labels, v in
-              metric_samples(text, "dingtalk_relay_api_errors_total") if v]
-    lines += [f"  rate limited {v:g}" for _, v in metric_samples(text, "dingtalk_relay_rate_limited_total") if v]
-    lines += [f"  refused {v:g} webhook(s) to /{labels.get('endpoint')}: bearer token {labels.get('reason')} "
-              "(does Alertmanager's credentials_file hold the relay's RELAY_WEBHOOK_TOKEN_FILE token?)"
-              for labels, v in metric_samples(text, "dingtalk_relay_webhook_auth_failures_total") if v]
+    lines = [f"  notifications {s.labels} = {s.value:g}" for s in samples(text, "dingtalk_relay_notifications_total")]
+    lines += [f"  DingTalk errcode {s.labels.get('errcode')} ({s.labels.get('target')}) x{s.value:g}"
+              for s in samples(text, "dingtalk_relay_api_errors_total") if s.value]
+    lines += [f"  rate limited {s.value:g}" for s in samples(text, "dingtalk_relay_rate_limited_total") if s.value]
+    lines += [f"  refused {s.value:g} webhook(s) to /{s.labels.get('endpoint')}: bearer token "
+              f"{s.labels.get('reason')} (does Alertmanager's credentials_file hold the relay's "
+              "RELAY_WEBHOOK_TOKEN_FILE token?)"
+              for s in samples(text, "dingtalk_relay_webhook_auth_failures_total") if s.value]
     return "relay says:\n" + ("\n".join(lines) or "  (no notifications recorded: did Alertmanager call it?)")
 
 

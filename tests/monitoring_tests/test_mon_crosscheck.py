@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 import urllib.error
@@ -29,13 +28,13 @@ from monitoring_tests.mon_helpers import REPO_ROOT, run_tool
 
 from stack.config_render import RenderedConfig, render
 from stack.procs import ManagedProcess, free_port, poll_until, wait_http
+from stack.prometheus_text import metric_sum, sample_names
 
 pytestmark = pytest.mark.e2e
 
 ADMIN_TOKEN = "crosscheck-admin-token"
 ROBOT_TOKEN = "crosscheck-robot"
 WEBHOOK_TOKEN = "crosscheck-relay-webhook-token"
-SAMPLE_NAME = re.compile(r"^([a-zA-Z_:][\w:]*)", re.MULTILINE)
 
 
 @dataclass
@@ -173,7 +172,7 @@ def test_every_referenced_metric_exists_in_a_live_scrape(stack: Stack) -> None:
         "alertmanager": scrape(f"{stack.urls['alertmanager']}/metrics"),
         "prometheus": scrape(f"{stack.urls['prometheus']}/metrics"),
     }
-    live = {name for text in expositions.values() for name in SAMPLE_NAME.findall(text)}
+    live = {name for text in expositions.values() for name in sample_names(text)}
     recorded, gpu_only = contract.recording_rule_names(), contract.gpu_only_series()
     missing = []
     for query in contract.rule_queries() + contract.dashboard_queries():
@@ -223,8 +222,7 @@ def test_every_recording_rule_and_dashboard_query_returns_data(stack: Stack) -> 
 def test_watchdog_reaches_the_relay_heartbeat(stack: Stack) -> None:
     def heartbeat_seen() -> bool:
         text = scrape(f"{stack.urls['dingtalk-relay']}/metrics")
-        match = re.search(r"^dingtalk_relay_last_heartbeat_timestamp_seconds (\S+)$", text, re.MULTILINE)
-        return bool(match) and float(match.group(1)) > 0
+        return metric_sum(text, "dingtalk_relay_last_heartbeat_timestamp_seconds") > 0
 
     poll_until(heartbeat_seen, timeout=45, what="Watchdog heartbeat at the relay (Prometheus -> Alertmanager -> relay)")
     watchdog = prom_query(stack, 'ALERTS{alertname="Watchdog", alertstate="firing"}')

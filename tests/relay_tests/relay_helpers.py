@@ -11,9 +11,9 @@ from typing import Any
 import uvicorn
 from dingtalk_relay.app import create_app
 from dingtalk_relay.settings import RelaySettings
-from prometheus_client.parser import text_string_to_metric_families
 
 from stack.procs import free_port, poll_until
+from stack.prometheus_text import first_value
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SIGNED_TOKEN = "tok-signed-7f3a9c"
@@ -71,8 +71,4 @@ class InProcessRelay:
 
 def metric_value(exposition: str, name: str, labels: dict[str, str] | None = None) -> float:
     """Value of one sample in a text exposition (0 when absent)."""
-    for family in text_string_to_metric_families(exposition):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items()):
-                return float(sample.value)
-    return 0.0
+    return first_value(exposition, name, **(labels or {}))

@@ -20,10 +20,10 @@ from stack.alertpath import (
     DingTalkInbox,
     MailApi,
     get_text,
-    metric_sum,
     request_json,
 )
 from stack.procs import poll_until
+from stack.prometheus_text import metric_sum
 
 pytestmark = pytest.mark.e2e
 

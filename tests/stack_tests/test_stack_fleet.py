@@ -169,7 +169,7 @@ def test_fleet_wrong_password_is_refused_and_counted(tmp_path: Path) -> None:
     with LocalFleet(tmp_path, box="box-bad", password="not-the-password") as bad:
 
         def failures() -> float:
-            return bad.box_metric("prometheus_remote_storage_samples_failed_total", 'remote_name="central"')
+            return bad.box_metric("prometheus_remote_storage_samples_failed_total", remote_name="central")
 
         poll_until(failures, timeout=60, what="the box counting refused samples")
         assert bad.query("central", 'up{box="box-bad"}') == []

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from stack.procs import ManagedProcess, poll_until
+from stack.prometheus_text import sample_values
 
 ADMIN_TOKEN = "test-admin-token"
 REQUEST_TIMEOUT_S = 3.0
@@ -38,11 +38,7 @@ class TalkerServer:
 
     def samples(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
         """{(sample name, labels): value} of the current exposition."""
-        result: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
-        for family in text_string_to_metric_families(self.scrape()):
-            for sample in family.samples:
-                result[(sample.name, frozenset(sample.labels.items()))] = sample.value
-        return result
+        return sample_values(self.scrape())
 
     def value(self, name: str, **labels: str) -> float:
         return self.samples().get((name, frozenset(labels.items())), 0.0)

@@ -15,12 +15,12 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 from talker.app import create_app
 from talker.gpu import GpuCollector, TorchCudaMemory
 from talker.settings import Settings
 
 from stack.procs import poll_until
+from stack.prometheus_text import samples
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -105,11 +105,7 @@ def scrape(collector: GpuCollector) -> tuple[str, dict[tuple[str, tuple[tuple[st
     registry = CollectorRegistry()
     registry.register(collector)
     text = generate_latest(registry).decode()
-    values = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    values = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in samples(text)}
     return text, values
 
 

@@ -7,13 +7,13 @@ import subprocess
 
 import httpx
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 from talker.app import create_app
 from talker.metrics import DURATION_BUCKETS, FIRST_OUTPUT_BUCKETS
 from talker.settings import Settings
 from talker_app_tests.talker_server import TalkerServer
 
 from stack.procs import poll_until
+from stack.prometheus_text import metric_families
 
 EXPECTED = {  # family -> (type, label names)
     "talker_build_info": ("gauge", {"version", "tts_engine", "device"}),
@@ -58,7 +58,7 @@ def make_traffic(talker: TalkerServer) -> None:
 
 def test_talker_metrics_contract_after_traffic(talker: TalkerServer) -> None:
     make_traffic(talker)
-    families = {f.name: f for f in text_string_to_metric_families(talker.scrape())}
+    families = metric_families(talker.scrape())
     for name, (kind, labels) in EXPECTED.items():
         assert name in families, f"{name} missing"
         family = families[name]

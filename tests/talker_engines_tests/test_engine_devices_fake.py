@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from talker.accelerators import (
     DevicePool,
     DeviceUnavailable,
@@ -29,6 +28,8 @@ from talker.accelerators import (
 from talker.metrics import TalkerMetrics
 from talker.tts.piper import PiperEngine
 from talker.tts.prosody import prosody_for
+
+from stack.prometheus_text import sample_values
 
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 VOICE = "piper:en_US-joe-medium"
@@ -109,8 +110,7 @@ class FakeNvml:
 
 def samples(metrics: TalkerMetrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     text = metrics.exposition().decode()
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return sample_values(text)
 
 
 def loaded_piper(ort: FakeOnnxruntime, device: str = "auto", gpu_ids: list[int] | None = None) -> PiperEngine:
