@@ -12,8 +12,8 @@ import httpx
 from fastapi.testclient import TestClient
 from talker.accelerators import EngineDevice
 from talker.app import create_app
+from talker.engine_contract import AvatarInfo, SpeechOutput, TalkOutput, VoiceInfo
 from talker.settings import Settings
-from talker.types import AvatarInfo, SpeechOutput, TalkOutput, VoiceInfo
 from talker_app_tests.talker_server import REQUEST_TIMEOUT_S, TalkerServer
 
 from stack.procs import poll_until

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from talker.audio_formats import PCM_RATE, LinearResampler, open_encoder, streaming_wav_header
+from talker.engine_contract import Cancelled
 from talker.pipeline import Pipeline
 from talker.streaming import StreamSink
 from talker.tts import FIRST_PIECES, SpeechStream, SynthesizedSpeech
 from talker.tts.segment import split_for_streaming
-from talker.types import Cancelled
 
 LONG = ("Good morning, everyone. The deployment finished without errors and every check is green again; "
         "the release notes are online, the dashboards look calm and nobody has been paged since midnight.")

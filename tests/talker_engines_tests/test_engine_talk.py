@@ -14,10 +14,10 @@ import torch
 from talker.animator.avatars import LOOKS, drawn_avatar, load_avatars
 from talker.animator.mouth import openness_track, phoneme_openness
 from talker.animator.renderer import DeviceUnavailable, MouthRenderer, resolve_device
+from talker.engine_contract import Cancelled, UnknownAvatar
 from talker.ffmpeg import ffmpeg_exe
 from talker.pipeline import Pipeline
 from talker.settings import Settings
-from talker.types import Cancelled, UnknownAvatar
 from talker_engines_tests.media import decode_audio, decode_frames, ffmpeg_children, ffmpeg_info
 
 # Two sentences: the pause between them is silence in the middle of the video.

@@ -14,10 +14,10 @@ import pytest
 from talker.animator.fmp4 import avc_codec_string, read_box, samples_per_track, video_track_id
 from talker.animator.mouth import StreamingOpenness, openness_track
 from talker.animator.stream_encode import CODECS, KEYFRAME_SECONDS
+from talker.engine_contract import Cancelled
 from talker.pipeline import Pipeline
 from talker.talk_stream import FIRST_FRAMES, FirstFramePriority, TalkStream
 from talker.tts import SpeechStream, SynthesizedSpeech
-from talker.types import Cancelled
 from talker_engines_tests.media import decode_audio, decode_frames, ffmpeg_children, ffmpeg_info
 
 FPS = 25

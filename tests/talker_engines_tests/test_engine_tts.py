@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from talker.engine_contract import Cancelled, UnknownVoice
 from talker.pipeline import Pipeline
 from talker.tts.espeak import EspeakEngine
 from talker.tts.piper import PiperEngine, bundled_voice_dir
 from talker.tts.prosody import prosody_for
-from talker.types import Cancelled, UnknownVoice
 from talker_engines_tests.media import median_pitch_hz, parse_wav
 
 ENGLISH = "Hello world, this is a test."

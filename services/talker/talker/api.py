@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from talker.animator.stream_encode import MIME_TYPE as FMP4_MIME_TYPE
+from talker.engine_contract import EMOTIONS, Cancelled, SpeechOutput, TalkOutput, UnknownAvatar, UnknownVoice
 from talker.errors import ApiError, invalid_input
 from talker.faults import FaultConfig
 from talker.limiter import Overloaded, QueueTimeout, RunTimeout
@@ -22,7 +23,6 @@ from talker.observe import request_context
 from talker.schemas import FaultBody, SpeechBody, TalkBody
 from talker.service import AudioTooLong, SpeechRequest, TalkerService
 from talker.stream_response import StreamedResponse
-from talker.types import EMOTIONS, Cancelled, SpeechOutput, TalkOutput, UnknownAvatar, UnknownVoice
 
 STATIC_DIR = Path(__file__).parent / "static"
 TALK_STREAM_ROUTE = "/v1/talk/stream"

@@ -19,8 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
+from talker.engine_contract import Cancelled
 from talker.ffmpeg import ffmpeg_exe
-from talker.types import Cancelled
 
 Emit = Callable[[bytes], None]  # hands bytes to the client's buffer; may block, may raise Cancelled
 

@@ -14,8 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from talker.engine_contract import EMOTIONS
 from talker.observe import TOO_LARGE_BODY, BodyTooLarge, request_context
-from talker.types import EMOTIONS
 
 
 class ApiError(Exception):

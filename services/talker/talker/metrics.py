@@ -23,7 +23,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from talker import __version__
 from talker.accelerators import EngineDevice
-from talker.types import STAGES
+from talker.engine_contract import STAGES
 
 # 5 ms .. 60 s: a cached voice list answers in ms, a long talking-head video takes tens of seconds.
 # 2.0 must stay: it is the latency SLO threshold (95 % of /v1/tts under 2 s, prometheus/rules/recording.yml).

@@ -18,15 +18,10 @@ from talker.animator.avatars import Avatar, load_avatars
 from talker.animator.encode import encode_mp4
 from talker.animator.mouth import frame_count, openness_track
 from talker.animator.renderer import RendererPool
-from talker.settings import Settings
-from talker.talk_stream import TalkStream
-from talker.tts import SpeechStream, SynthesizedSpeech
-from talker.tts.espeak import EspeakEngine
-from talker.tts.piper import ID_PREFIX as PIPER_PREFIX
-from talker.tts.piper import PiperEngine
-from talker.tts.prosody import prosody_for
-from talker.tts.wav import pcm16_to_wav
-from talker.types import (
+from talker.engine_contract import (
+    STAGE_ANIMATE,
+    STAGE_ENCODE,
+    STAGE_TTS,
     AvatarInfo,
     ShouldStop,
     SpeechOutput,
@@ -35,6 +30,14 @@ from talker.types import (
     UnknownVoice,
     VoiceInfo,
 )
+from talker.settings import Settings
+from talker.talk_stream import TalkStream
+from talker.tts import SpeechStream, SynthesizedSpeech
+from talker.tts.espeak import EspeakEngine
+from talker.tts.piper import ID_PREFIX as PIPER_PREFIX
+from talker.tts.piper import PiperEngine
+from talker.tts.prosody import prosody_for
+from talker.tts.wav import pcm16_to_wav
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +204,7 @@ class Pipeline:
         speech, tts_s = self._speak(text, voice, emotion, speed, should_stop, max_seconds, phonemes=False)
         return SpeechOutput(wav=pcm16_to_wav(speech.samples, speech.sample_rate), sample_rate=speech.sample_rate,
                             audio_seconds=speech.seconds, engine=speech.engine, characters=len(text),
-                            timings={"tts": tts_s}, truncated=speech.truncated)
+                            timings={STAGE_TTS: tts_s}, truncated=speech.truncated)
 
     def stream_speech(self, text: str, *, voice: str | None = None, emotion: str = "neutral", speed: float = 1.0,
                       should_stop: ShouldStop = _never, max_seconds: float | None = None) -> SpeechStream:
@@ -221,9 +224,9 @@ class Pipeline:
             raise UnknownAvatar(avatar_id)
         speech, tts_s = self._speak(text, voice, emotion, speed, should_stop, max_seconds)
         mp4, frames, animate_s, encode_s = self._animate(speech, avatar_id, should_stop)
+        timings = {STAGE_TTS: tts_s, STAGE_ANIMATE: animate_s, STAGE_ENCODE: encode_s}
         return TalkOutput(mp4=mp4, audio_seconds=speech.seconds, frames=frames, engine=speech.engine,
-                          characters=len(text), timings={"tts": tts_s, "animate": animate_s, "encode": encode_s},
-                          truncated=speech.truncated)
+                          characters=len(text), timings=timings, truncated=speech.truncated)
 
     def talk_stream(self, text: str, *, avatar: str | None = None, voice: str | None = None,
                     emotion: str = "neutral", speed: float = 1.0, should_stop: ShouldStop = _never,

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from talker.types import EMOTIONS
+from talker.engine_contract import EMOTIONS
 
 Emotion = Literal[EMOTIONS]  # type: ignore[valid-type]  # one fixed set, shared with the engines
 TrimmedText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]

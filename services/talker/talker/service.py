@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from talker.accelerators import EngineDevice
 from talker.animator.stream_encode import MIME_TYPE as FMP4_MIME_TYPE
 from talker.audio_formats import MEDIA_TYPES, open_encoder, sse_delta, sse_done
+from talker.engine_contract import STAGE_TTS, AvatarInfo, Cancelled, ShouldStop, SpeechOutput, TalkOutput, VoiceInfo
 from talker.faults import FaultConfig, FaultInjector
 from talker.limiter import Job, SynthesisLimiter
 from talker.metrics import FAULT_KINDS, TalkerMetrics
@@ -25,7 +26,6 @@ from talker.streaming import OpenStream, Produce, StreamSink, StreamSpec, open_s
 from talker.talk_stream import TalkStream
 from talker.tts import SpeechStream
 from talker.tts.prosody import min_audio_seconds, prosody_for
-from talker.types import AvatarInfo, Cancelled, ShouldStop, SpeechOutput, TalkOutput, VoiceInfo
 
 log = logging.getLogger("talker.service")
 
@@ -306,7 +306,7 @@ class TalkerService:
         speech = stream.result()
         if speech is None:
             return
-        self._count(speech.engine, speech.characters, speech.audio_seconds, {"tts": speech.tts_seconds})
+        self._count(speech.engine, speech.characters, speech.audio_seconds, {STAGE_TTS: speech.tts_seconds})
         if speech.truncated:
             self.count_truncated(stream.spec.route)
 

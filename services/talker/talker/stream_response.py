@@ -16,6 +16,7 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from talker.engine_contract import STAGE_TTS
 from talker.observe import RequestContext
 from talker.streaming import OpenStream
 
@@ -100,7 +101,7 @@ class StreamedResponse(Response):
                     details[name] = round(value, 3) if isinstance(value, float) else value
             tts_seconds = getattr(result, "tts_seconds", None)
             if tts_seconds is not None:
-                self.ctx.timings["tts"] = tts_seconds
+                self.ctx.timings[STAGE_TTS] = tts_seconds
             timings = getattr(result, "timings", None)  # a talk stream: every stage
             if isinstance(timings, dict):
                 self.ctx.timings.update(timings)

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from talker.engine_contract import Cancelled
 from talker.metrics import STREAM_KINDS, STREAM_OUTCOMES, TalkerMetrics
-from talker.types import Cancelled
 
 log = logging.getLogger("talker.streaming")
 R = TypeVar("R")

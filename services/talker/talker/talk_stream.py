@@ -23,8 +23,8 @@ from talker.animator.fmp4 import Segment
 from talker.animator.mouth import StreamingOpenness
 from talker.animator.renderer import MouthRenderer
 from talker.animator.stream_encode import FragmentedMp4Encoder
+from talker.engine_contract import STAGE_ANIMATE, STAGE_ENCODE, STAGE_TTS, STAGES, Cancelled, ShouldStop
 from talker.tts import SpeechStream
-from talker.types import Cancelled, ShouldStop
 
 # Frames rendered per renderer call once the stream runs; the first call renders what it has at once.
 RENDER_BATCH = 32
@@ -36,7 +36,7 @@ class TalkStreamStats:
     frames: int = 0
     # Seconds the producer spent in each stage: waiting for speech, computing openness + rendering,
     # and handing frames to ffmpeg (blocked writes included) until ffmpeg had written everything.
-    timings: dict[str, float] = field(default_factory=lambda: {"tts": 0.0, "animate": 0.0, "encode": 0.0})
+    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
 
 def _never() -> bool:
@@ -153,7 +153,7 @@ class TalkStream:
             if self._error is not None:
                 raise self._error
             if self._input_done_at is not None:
-                self.stats.timings["encode"] += time.perf_counter() - self._input_done_at
+                self.stats.timings[STAGE_ENCODE] += time.perf_counter() - self._input_done_at
         finally:
             self.close()
 
@@ -184,7 +184,7 @@ class TalkStream:
             while True:
                 t0 = time.perf_counter()
                 chunk = next(chunks, None)
-                timings["tts"] += time.perf_counter() - t0
+                timings[STAGE_TTS] += time.perf_counter() - t0
                 if chunk is None:
                     break
                 self._check()
@@ -195,7 +195,7 @@ class TalkStream:
                 t0 = time.perf_counter()
                 encoder.write_audio(samples)
                 openness = mouth.feed(samples, chunk.phonemes)
-                timings["animate"] += time.perf_counter() - t0
+                timings[STAGE_ANIMATE] += time.perf_counter() - t0
                 self._render(encoder, openness)
             if samples_in == 0:  # e.g. punctuation only: one silent frame keeps the video valid
                 silence = np.zeros(self._sample_rate // self._fps, dtype=np.int16)
@@ -223,8 +223,8 @@ class TalkStream:
             frames = self._renderer.render(openness[start:start + RENDER_BATCH])
             t1 = time.perf_counter()
             encoder.write_frames(frames)
-            timings["animate"] += t1 - t0
-            timings["encode"] += time.perf_counter() - t1
+            timings[STAGE_ANIMATE] += t1 - t0
+            timings[STAGE_ENCODE] += time.perf_counter() - t1
             self.stats.frames += len(frames)
 
     def _check(self) -> None:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from talker.engine_contract import Cancelled, ShouldStop
 from talker.ffmpeg import ffmpeg_exe
-from talker.types import Cancelled, ShouldStop
 
 
 @dataclass

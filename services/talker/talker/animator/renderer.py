@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from talker.accelerators import DevicePool, DeviceUnavailable, device_type, resolve_devices
 from talker.animator.avatars import Avatar
-from talker.types import Cancelled, ShouldStop
+from talker.engine_contract import Cancelled, ShouldStop
 
 __all__ = ["DeviceUnavailable", "MouthRenderer", "RendererPool", "resolve_device"]
 

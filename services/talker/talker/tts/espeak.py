@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from talker.engine_contract import Cancelled, ShouldStop, UnknownVoice, VoiceInfo
 from talker.tts import PhonemeMark, SynthesizedSpeech
 from talker.tts.prosody import EspeakParams, Prosody, espeak_params
 from talker.tts.segment import pause_after, split_for_streaming
-from talker.types import Cancelled, ShouldStop, UnknownVoice, VoiceInfo
 
 log = logging.getLogger(__name__)
 

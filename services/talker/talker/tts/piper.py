@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from talker.accelerators import DevicePool
+from talker.engine_contract import Cancelled, ShouldStop, UnknownVoice, VoiceInfo
 from talker.tts import SynthesizedSpeech
 from talker.tts.prosody import Prosody, piper_params
 from talker.tts.segment import split_for_streaming
 from talker.tts.wav import float_to_pcm16
-from talker.types import Cancelled, ShouldStop, UnknownVoice, VoiceInfo
 
 log = logging.getLogger(__name__)
 

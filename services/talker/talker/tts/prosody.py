@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from talker.types import EMOTIONS
+from talker.engine_contract import EMOTIONS
 
 SPEED_MIN, SPEED_MAX = 0.5, 2.0
 

@@ -1,4 +1,7 @@
-"""Plain data passed between the HTTP layer and the engines (no FastAPI, torch or ctypes here)."""
+"""What the engines take and give back: the contract between TalkerService and the engines.
+
+Plain data only (no FastAPI, torch or ctypes here): emotions and stage names, the stop callback, the
+catalogue entries (voices, avatars), the outputs, and the exceptions an engine raises."""
 
 from __future__ import annotations
 
@@ -6,7 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "surprised")
-STAGES: tuple[str, ...] = ("tts", "animate", "encode")
+# Pipeline stages: the keys of every `timings` dict and the `stage` label of the stage metrics.
+STAGE_TTS, STAGE_ANIMATE, STAGE_ENCODE = "tts", "animate", "encode"
+STAGES: tuple[str, ...] = (STAGE_TTS, STAGE_ANIMATE, STAGE_ENCODE)
 
 # Engines poll this between chunks of work; True means the caller gave up (timeout), stop early.
 ShouldStop = Callable[[], bool]
@@ -47,7 +52,7 @@ class SpeechOutput:
     audio_seconds: float
     engine: str  # engine that produced it ("espeak" | "piper"): a metric label
     characters: int
-    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds ("tts")
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds (STAGE_TTS)
     truncated: bool = False  # cut at TALKER_MAX_AUDIO_SECONDS
 
 
@@ -58,5 +63,5 @@ class TalkOutput:
     frames: int
     engine: str
     characters: int
-    timings: dict[str, float] = field(default_factory=dict)  # "tts", "animate", "encode"
+    timings: dict[str, float] = field(default_factory=dict)  # every one of STAGES
     truncated: bool = False  # cut at TALKER_MAX_AUDIO_SECONDS
