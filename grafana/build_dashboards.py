@@ -1,310 +1,302 @@
 """Generate grafana/dashboards/*.json: `python grafana/build_dashboards.py` (then commit the JSON).
 
-Written as code so every panel gets the same datasource, unit, description and layout rules, and
-so tests/monitoring_tests can prove the committed JSON is exactly this output. Panels that could show
-"No data" on a healthy stack (a counter that has not moved yet) add `or vector(0)`-style fallbacks.
+Built with Grafana's own dashboard-as-code library, grafana-foundation-sdk, so every panel, query, variable and
+link is typed against Grafana's dashboard schema. The SDK is published once per Grafana version; the build pinned
+in requirements-dev.txt (1769699520!11.4.0) is the one for the grafana/grafana:11.4.0 image docker-compose.yml
+runs. Written as code so every panel gets the same datasource, unit, description and layout rules, and so
+tests/monitoring_tests can prove the committed JSON is exactly this output. Panels that could show "No data" on a
+healthy stack (a counter that has not moved yet) add `or vector(0)`-style fallbacks.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from grafana_foundation_sdk.builders import common as common_builders
+from grafana_foundation_sdk.builders import dashboard as dashboard_builders
+from grafana_foundation_sdk.builders import prometheus, stat, timeseries
+from grafana_foundation_sdk.cog.builder import Builder
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as schema
 
 OUT_DIR = Path(__file__).resolve().parent / "dashboards"
 DATASOURCE_UID = "prometheus"  # grafana/provisioning/datasources/datasources.yml
-DS = {"type": "prometheus", "uid": "${datasource}"}
+DS = schema.DataSourceRef(type_val="prometheus", uid="${datasource}")
 T = 'job="talker", instance=~"$instance"'  # talker series selector used by most panels
 R = "[$__rate_interval]"
+GRID_WIDTH = 24  # Grafana's grid is 24 columns wide
+
+# The SLO burn-rate windows the SLO dashboard plots, one query each (the rules under prometheus/rules record
+# talker:slo_<slo>_errors:ratio_rate<window> for each of them).
+SLO_WINDOWS = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
+
+Target = tuple[str, str]  # (PromQL expr, legend)
+Item = Builder[schema.Panel] | dashboard_builders.Row
 
 
-@dataclass
-class Panel:
-    title: str
-    description: str
-    unit: str
-    targets: list[tuple[str, str]]  # (expr, legend)
-    kind: str = "timeseries"
-    width: int = 12
-    height: int = 8
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Row:
-    """A full-width heading that starts a new line of panels."""
-
-    title: str
-
-
-def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": panel_id,
-        "type": panel.kind,
-        "title": panel.title,
-        "description": panel.description,
-        "datasource": DS,
-        "gridPos": {"h": panel.height, "w": panel.width, "x": x, "y": y},
-        "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
-        "targets": [
-            {"datasource": DS, "expr": expr, "legendFormat": legend, "refId": chr(ord("A") + i)}
-            for i, (expr, legend) in enumerate(panel.targets)
-        ],
-    }
-    if panel.kind == "timeseries":
-        body["options"] = {"legend": {"displayMode": "list", "placement": "bottom"}, "tooltip": {"mode": "multi"}}
-        body["fieldConfig"]["defaults"]["custom"] = {"fillOpacity": 10, "lineWidth": 1}
-    elif panel.kind == "stat":
-        body["options"] = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-                           "colorMode": "value", "graphMode": "area", "textMode": "auto"}
-    body["fieldConfig"]["defaults"].update(panel.extra.pop("defaults", {}))
-    body.update(panel.extra)
-    return body
-
-
-def _variables(instance_query: str) -> list[dict[str, Any]]:
+def queries(targets: list[Target]) -> list[Builder[prometheus.Dataquery]]:
     return [
-        {
-            "name": "datasource",
-            "label": "Data source",
-            "type": "datasource",
-            "query": "prometheus",
-            "current": {"selected": True, "text": "Prometheus", "value": DATASOURCE_UID},
-            "hide": 0,
-            "refresh": 1,
-            "regex": "",
-        },
-        {
-            "name": "instance",
-            "label": "Instance",
-            "type": "query",
-            "datasource": DS,
-            "query": {"query": instance_query, "refId": "instance"},
-            "definition": instance_query,
-            "includeAll": True,
-            "multi": True,
-            "allValue": ".*",
-            "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-            "refresh": 2,
-            "sort": 1,
-            "hide": 0,
-        },
+        prometheus.Dataquery().datasource(DS).expr(expr).legend_format(legend).ref_id(chr(ord("A") + i))
+        for i, (expr, legend) in enumerate(targets)
+    ]
+
+
+def timeseries_panel(title: str, description: str, unit: str, targets: list[Target], *,
+                     width: int = 12, height: int = 8) -> timeseries.Panel:
+    return (
+        timeseries.Panel().title(title).description(description).datasource(DS).unit(unit)
+        .targets(queries(targets)).span(width).height(height)
+        .legend(common_builders.VizLegendOptions().display_mode(common.LegendDisplayMode.LIST)
+                .placement(common.LegendPlacement.BOTTOM).show_legend(True))
+        .tooltip(common_builders.VizTooltipOptions().mode(common.TooltipDisplayMode.MULTI)
+                 .sort(common.SortOrder.NONE))  # the SDK's default is "asc"; Grafana's (kept) is unsorted
+        .fill_opacity(10).line_width(1)
+    )
+
+
+def stat_panel(title: str, description: str, unit: str, targets: list[Target], *, width: int = 12,
+               height: int = 8, text_mode: common.BigValueTextMode = common.BigValueTextMode.AUTO,
+               color_mode: common.BigValueColorMode = common.BigValueColorMode.VALUE,
+               graph_mode: common.BigValueGraphMode = common.BigValueGraphMode.AREA) -> stat.Panel:
+    return (
+        stat.Panel().title(title).description(description).datasource(DS).unit(unit)
+        .targets(queries(targets)).span(width).height(height)
+        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).fields("").values(False))
+        .color_mode(color_mode).graph_mode(graph_mode).text_mode(text_mode)
+    )
+
+
+def row(title: str) -> dashboard_builders.Row:
+    """A full-width heading (never collapsed) that starts a new line of panels."""
+    return dashboard_builders.Row(title).collapsed(False)
+
+
+def variables(instance_query: str) -> list[Builder[schema.VariableModel]]:
+    return [
+        dashboard_builders.DatasourceVariable("datasource").label("Data source").type("prometheus")
+        .current(schema.VariableOption(selected=True, text="Prometheus", value=DATASOURCE_UID))
+        .hide(schema.VariableHide.DONT_HIDE).regex(""),
+        dashboard_builders.QueryVariable("instance").label("Instance").datasource(DS)
+        .query({"query": instance_query, "refId": "instance"})
+        .include_all(True).multi(True).all_value(".*")
+        .current(schema.VariableOption(selected=True, text=["All"], value=["$__all"]))
+        .refresh(schema.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(schema.VariableSort.ALPHABETICAL_ASC)
+        .hide(schema.VariableHide.DONT_HIDE),
     ]
 
 
 def dashboard(uid: str, title: str, description: str, instance_query: str,
-              panels: list[Panel | Row]) -> dict[str, Any]:
-    laid_out, x, y, row_height = [], 0, 0, 0
-    for panel_id, panel in enumerate(panels, start=1):
-        if isinstance(panel, Row):
-            y, x, row_height = y + row_height, 0, 0
-            laid_out.append({"id": panel_id, "type": "row", "title": panel.title, "collapsed": False, "panels": [],
-                             "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}})
-            y += 1
-            continue
-        if x + panel.width > 24:
-            x, y, row_height = 0, y + row_height, 0
-        laid_out.append(_panel_json(panel, panel_id, x, y))
-        x += panel.width
-        row_height = max(row_height, panel.height)
-    return {
-        "uid": uid,
-        "title": title,
-        "description": description,
-        "tags": ["talker"],
-        "timezone": "browser",
-        "editable": False,
-        "graphTooltip": 1,
-        "refresh": "10s",
-        "time": {"from": "now-1h", "to": "now"},
-        "schemaVersion": 39,
-        "version": 1,
-        "links": [{"title": "Talker", "type": "dashboards", "tags": ["talker"], "asDropdown": True}],
-        "templating": {"list": _variables(instance_query)},
-        "annotations": {"list": []},
-        "panels": laid_out,
-    }
+              items: list[Item]) -> dashboard_builders.Dashboard:
+    """Rows and panels in reading order; the SDK lays them out left to right, a row starting a new line."""
+    board = (
+        dashboard_builders.Dashboard(title).uid(uid).description(description).tags(["talker"])
+        .timezone("browser").readonly().tooltip(schema.DashboardCursorSync.CROSSHAIR).refresh("10s")
+        .time("now-1h", "now").version(1)
+        .link(dashboard_builders.DashboardLink("Talker").type(schema.DashboardLinkType.DASHBOARDS)
+              .tags(["talker"]).as_dropdown(True))
+        .variables(variables(instance_query))
+    )
+    for panel_id, item in enumerate(items, start=1):
+        if isinstance(item, dashboard_builders.Row):
+            board.with_row(item.id(panel_id))
+        else:
+            board.with_panel(item.id(panel_id))
+    for panel in board.build().panels or []:
+        # The SDK wraps to a new line only once a line is full: a panel that does not fit would overflow.
+        if panel.grid_pos.x + panel.grid_pos.w > GRID_WIDTH:
+            raise ValueError(f"{uid}: panel {panel.title!r} does not fit the line (pad the line before it)")
+    return board
 
 
-def overview() -> dict[str, Any]:
-    stat = {"kind": "stat", "width": 4, "height": 4}
+def overview() -> dashboard_builders.Dashboard:
+    small = {"width": 4, "height": 4}
     return dashboard("talker-overview", "Talker / 服务总览", "talker 的流量、错误、延迟、排队与合成速度。",
                      'label_values(up{job="talker"}, instance)', [
-        Panel("Up", "Prometheus 能否抓取 talker（1 = 能）。", "bool_yes_no", [(f"up{{{T}}}", "{{instance}}")], **stat),
-        Panel("Ready", "talker_ready：模型已加载且未注入 not_ready 故障。", "bool_yes_no",
-              [(f"talker_ready{{{T}}}", "{{instance}}")], **stat),
-        Panel("QPS", "/v1 接口每秒请求数。", "reqps",
-              [(f'sum(rate(talker_http_requests_total{{{T}, route=~"/v1/.*"}}{R})) or vector(0)', "QPS")], **stat),
-        Panel("5xx 错误率", "/v1 接口最近 1 分钟 5xx 比例（告警 TalkerHighErrorRate 的依据）。", "percentunit",
-              [(f'max(instance:talker_http_requests_errors:ratio_rate1m{{{T}}}) or vector(0)', "错误率")], **stat),
-        Panel("In flight", "正在处理的 HTTP 请求数。", "short",
-              [(f"sum(talker_http_requests_in_flight{{{T}}})", "in flight")], **stat),
-        Panel("Active sessions", "占用合成槽位的任务数。", "short",
-              [(f"sum(talker_active_sessions{{{T}}})", "sessions")], **stat),
-        Panel("请求速率（按接口和状态码）", "每秒请求数，按路由模板和状态码拆分。", "reqps",
-              [(f"sum by (route, status) (rate(talker_http_requests_total{{{T}}}{R}))", "{{route}} {{status}}")]),
-        Panel("错误率（按接口）", "各路由最近 5 分钟 5xx 比例。", "percentunit",
-              [("route:talker_http_requests_errors:ratio_rate5m", "{{route}}")]),
-        Panel("延迟 P50 / P95 / P99（按接口）", "最近 5 分钟请求延迟分位数（录制规则）。", "s",
-              [("route:talker_http_request_duration_seconds:histogram_quantile", "{{route}} p{{quantile}}")],
-              width=24),
-        Panel("排队与并发", "等待槽位的请求、占用的槽位和并发上限：队列持续增长说明容量不足。", "short", [
+        stat_panel("Up", "Prometheus 能否抓取 talker（1 = 能）。", "bool_yes_no",
+                   [(f"up{{{T}}}", "{{instance}}")], **small),
+        stat_panel("Ready", "talker_ready：模型已加载且未注入 not_ready 故障。", "bool_yes_no",
+                   [(f"talker_ready{{{T}}}", "{{instance}}")], **small),
+        stat_panel("QPS", "/v1 接口每秒请求数。", "reqps",
+                   [(f'sum(rate(talker_http_requests_total{{{T}, route=~"/v1/.*"}}{R})) or vector(0)', "QPS")],
+                   **small),
+        stat_panel("5xx 错误率", "/v1 接口最近 1 分钟 5xx 比例（告警 TalkerHighErrorRate 的依据）。", "percentunit",
+                   [(f'max(instance:talker_http_requests_errors:ratio_rate1m{{{T}}}) or vector(0)', "错误率")],
+                   **small),
+        stat_panel("In flight", "正在处理的 HTTP 请求数。", "short",
+                   [(f"sum(talker_http_requests_in_flight{{{T}}})", "in flight")], **small),
+        stat_panel("Active sessions", "占用合成槽位的任务数。", "short",
+                   [(f"sum(talker_active_sessions{{{T}}})", "sessions")], **small),
+        timeseries_panel("请求速率（按接口和状态码）", "每秒请求数，按路由模板和状态码拆分。", "reqps",
+                         [(f"sum by (route, status) (rate(talker_http_requests_total{{{T}}}{R}))",
+                           "{{route}} {{status}}")]),
+        timeseries_panel("错误率（按接口）", "各路由最近 5 分钟 5xx 比例。", "percentunit",
+                         [("route:talker_http_requests_errors:ratio_rate5m", "{{route}}")]),
+        timeseries_panel("延迟 P50 / P95 / P99（按接口）", "最近 5 分钟请求延迟分位数（录制规则）。", "s",
+                         [("route:talker_http_request_duration_seconds:histogram_quantile",
+                           "{{route}} p{{quantile}}")], width=24),
+        timeseries_panel("排队与并发", "等待槽位的请求、占用的槽位和并发上限：队列持续增长说明容量不足。", "short", [
             (f"sum(talker_queue_depth{{{T}}})", "queue depth"),
             (f"sum(talker_active_sessions{{{T}}})", "active"),
             (f"sum(talker_concurrency_limit{{{T}}})", "concurrency limit"),
         ]),
-        Panel("拒绝的请求（按原因）",
-              "overloaded=429 队列满，timeout=超时，invalid=参数错误，unauthorized=管理接口鉴权失败。", "reqps",
-              [(f"sum by (reason) (rate(talker_requests_rejected_total{{{T}}}{R}))", "{{reason}}")]),
-        Panel("各阶段耗时 P95", "tts / animate / encode 每阶段 P95 计算时间。", "s",
-              [("stage:talker_stage_duration_seconds:histogram_quantile", "{{stage}}")]),
-        Panel("实时率 P95（按阶段）", "生成 1 秒音频所需计算秒数；> 1 表示慢于实时（TalkerSlowSynthesis）。", "short",
-              [(f'instance_stage:talker_realtime_factor:histogram_quantile{{{T}, quantile="0.95"}}',
-                "{{instance}} {{stage}}")]),
-        Panel("合成产出", "每秒合成的音频秒数、字符数和视频帧数。", "short", [
+        timeseries_panel("拒绝的请求（按原因）",
+                         "overloaded=429 队列满，timeout=超时，invalid=参数错误，unauthorized=管理接口鉴权失败。",
+                         "reqps",
+                         [(f"sum by (reason) (rate(talker_requests_rejected_total{{{T}}}{R}))", "{{reason}}")]),
+        timeseries_panel("各阶段耗时 P95", "tts / animate / encode 每阶段 P95 计算时间。", "s",
+                         [("stage:talker_stage_duration_seconds:histogram_quantile", "{{stage}}")]),
+        timeseries_panel("实时率 P95（按阶段）", "生成 1 秒音频所需计算秒数；> 1 表示慢于实时（TalkerSlowSynthesis）。",
+                         "short",
+                         [(f'instance_stage:talker_realtime_factor:histogram_quantile{{{T}, quantile="0.95"}}',
+                           "{{instance}} {{stage}}")]),
+        timeseries_panel("合成产出", "每秒合成的音频秒数、字符数和视频帧数。", "short", [
             (f"sum by (engine) (rate(talker_audio_seconds_total{{{T}}}{R}))", "audio s/s {{engine}}"),
             (f"sum by (engine) (rate(talker_synthesized_characters_total{{{T}}}{R}))", "chars/s {{engine}}"),
             (f"sum(rate(talker_video_frames_total{{{T}}}{R}))", "frames/s"),
         ]),
         *streaming(),
-        Row("进程与故障注入"),
-        Panel("故障注入", "1 = 该类故障注入正在生效（演练用，记得关闭）。", "bool_on_off",
-              [(f"talker_fault_injection_active{{{T}}}", "{{instance}} {{kind}}")]),
-        Panel("模型加载耗时", "启动时各引擎加载所需秒数。", "s",
-              [(f"talker_model_load_seconds{{{T}}}", "{{instance}} {{engine}}")], kind="stat", width=6),
-        Panel("引擎退回 CPU", "talker_engine_cpu_fallback：1 = 引擎本应使用 GPU 却在 CPU 上运行"
-              "（TalkerEngineCPUFallback）；实际 provider 见 talker_engine_info。", "bool_yes_no",
-              [(f"talker_engine_cpu_fallback{{{T}}}", "{{instance}} {{engine}}")], kind="stat", width=6),
-        Panel("进程内存", "talker 进程常驻内存（RSS）。", "bytes",
-              [(f"process_resident_memory_bytes{{{T}}}", "{{instance}}")], width=6),
-        Panel("版本", "talker_build_info：版本、默认 TTS 引擎和设备。", "none",
-              [(f"talker_build_info{{{T}}}", "{{version}} {{tts_engine}} {{device}}")], kind="stat", width=12,
-              extra={"options": {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-                                 "textMode": "name", "colorMode": "none", "graphMode": "none"}}),
+        row("进程与故障注入"),
+        timeseries_panel("故障注入", "1 = 该类故障注入正在生效（演练用，记得关闭）。", "bool_on_off",
+                         [(f"talker_fault_injection_active{{{T}}}", "{{instance}} {{kind}}")]),
+        stat_panel("模型加载耗时", "启动时各引擎加载所需秒数。", "s",
+                   [(f"talker_model_load_seconds{{{T}}}", "{{instance}} {{engine}}")], width=6),
+        stat_panel("引擎退回 CPU", "talker_engine_cpu_fallback：1 = 引擎本应使用 GPU 却在 CPU 上运行"
+                   "（TalkerEngineCPUFallback）；实际 provider 见 talker_engine_info。", "bool_yes_no",
+                   [(f"talker_engine_cpu_fallback{{{T}}}", "{{instance}} {{engine}}")], width=6),
+        timeseries_panel("进程内存", "talker 进程常驻内存（RSS）。", "bytes",
+                         [(f"process_resident_memory_bytes{{{T}}}", "{{instance}}")], width=6),
+        stat_panel("版本", "talker_build_info：版本、默认 TTS 引擎和设备。", "none",
+                   [(f"talker_build_info{{{T}}}", "{{version}} {{tts_engine}} {{device}}")], width=12,
+                   text_mode=common.BigValueTextMode.NAME, color_mode=common.BigValueColorMode.NONE,
+                   graph_mode=common.BigValueGraphMode.NONE),
     ])
 
 
-def streaming() -> list[Panel | Row]:
+def streaming() -> list[Item]:
     """The "Streaming" row: how soon streamed speech and video start (TTFA, TTFF) and how streams end."""
     ttfa = f"talker_time_to_first_audio_seconds_bucket{{{T}}}"
     return [
-        Row("流式 Streaming"),
-        Panel("首包延迟 TTFA P50 / P95 / P99（按引擎）",
-              "流式语音从收到请求到第一段音频发出的时间（含排队）。SLO：99% 在 0.5 秒内；P95 > 1 秒持续 10 分钟告警"
-              "（TalkerSlowFirstAudio）。", "s",
-              [(f"histogram_quantile({q}, sum by (engine, le) (rate({ttfa}{R})))", f"{{{{engine}}}} p{p}")
-               for q, p in ((0.5, "50"), (0.95, "95"), (0.99, "99"))]),
-        Panel("首帧延迟 TTFF P95", "流式视频（/v1/talk/stream）从收到请求到第一段视频片段发出的时间（含排队）。",
-              "s",
-              [("histogram_quantile(0.95, sum by (route, le) "
-                f"(rate(talker_time_to_first_frame_seconds_bucket{{{T}}}{R})))", "{{route}} p95")]),
-        Panel("活跃流（按类型）", "正在生成或发送的流式响应：audio = 语音流，video = 视频流。", "short",
-              [(f"sum by (kind) (talker_streams_active{{{T}}})", "{{kind}}")]),
-        Panel("流结束（按结局）",
-              "每秒结束的流：completed 正常结束，client_closed 客户端断开，slow_reader 客户端不读被断开，"
-              "timeout 超时，error 服务端错误。", "short",
-              [(f"sum by (kind, outcome) (rate(talker_streams_ended_total{{{T}}}{R}))", "{{kind}} {{outcome}}")]),
+        row("流式 Streaming"),
+        timeseries_panel("首包延迟 TTFA P50 / P95 / P99（按引擎）",
+                         "流式语音从收到请求到第一段音频发出的时间（含排队）。SLO：99% 在 0.5 秒内；"
+                         "P95 > 1 秒持续 10 分钟告警（TalkerSlowFirstAudio）。", "s",
+                         [(f"histogram_quantile({q}, sum by (engine, le) (rate({ttfa}{R})))", f"{{{{engine}}}} p{p}")
+                          for q, p in ((0.5, "50"), (0.95, "95"), (0.99, "99"))]),
+        timeseries_panel("首帧延迟 TTFF P95",
+                         "流式视频（/v1/talk/stream）从收到请求到第一段视频片段发出的时间（含排队）。", "s",
+                         [("histogram_quantile(0.95, sum by (route, le) "
+                           f"(rate(talker_time_to_first_frame_seconds_bucket{{{T}}}{R})))", "{{route}} p95")]),
+        timeseries_panel("活跃流（按类型）", "正在生成或发送的流式响应：audio = 语音流，video = 视频流。", "short",
+                         [(f"sum by (kind) (talker_streams_active{{{T}}})", "{{kind}}")]),
+        timeseries_panel("流结束（按结局）",
+                         "每秒结束的流：completed 正常结束，client_closed 客户端断开，slow_reader 客户端不读被断开，"
+                         "timeout 超时，error 服务端错误。", "short",
+                         [(f"sum by (kind, outcome) (rate(talker_streams_ended_total{{{T}}}{R}))",
+                           "{{kind}} {{outcome}}")]),
     ]
 
 
-def gpu() -> dict[str, Any]:
-    g = T
+def gpu() -> dashboard_builders.Dashboard:
     return dashboard("talker-gpu", "Talker / GPU", "talker 通过 NVML 读取的 GPU 指标；GPU 主机上另有 dcgm-exporter。",
                      'label_values(up{job="talker"}, instance)', [
-        Panel("GPU 可用", "talker_gpu_available：1 = NVML 可用且至少有一块 GPU；CPU 主机为 0。", "bool_yes_no",
-              [(f"talker_gpu_available{{{T}}}", "{{instance}}")], kind="stat", width=6, height=4),
-        Panel("Torch 已分配显存", "torch.cuda.memory_allocated，按设备。", "bytes",
-              [(f"talker_torch_memory_allocated_bytes{{{T}}}", "{{instance}} {{device}}")], width=18, height=4),
-        Panel("显存 已用 / 总量", "每块 GPU 的显存使用量与总量（所有进程）。", "bytes", [
-            (f"talker_gpu_memory_used_bytes{{{g}}}", "{{instance}} GPU{{gpu}} used"),
-            (f"talker_gpu_memory_total_bytes{{{g}}}", "{{instance}} GPU{{gpu}} total"),
+        stat_panel("GPU 可用", "talker_gpu_available：1 = NVML 可用且至少有一块 GPU；CPU 主机为 0。", "bool_yes_no",
+                   [(f"talker_gpu_available{{{T}}}", "{{instance}}")], width=6, height=4),
+        timeseries_panel("Torch 已分配显存", "torch.cuda.memory_allocated，按设备。", "bytes",
+                         [(f"talker_torch_memory_allocated_bytes{{{T}}}", "{{instance}} {{device}}")],
+                         width=18, height=4),
+        timeseries_panel("显存 已用 / 总量", "每块 GPU 的显存使用量与总量（所有进程）。", "bytes", [
+            (f"talker_gpu_memory_used_bytes{{{T}}}", "{{instance}} GPU{{gpu}} used"),
+            (f"talker_gpu_memory_total_bytes{{{T}}}", "{{instance}} GPU{{gpu}} total"),
         ]),
-        Panel("GPU 利用率", "采样周期内有 kernel 运行的时间比例。", "percentunit",
-              [(f"talker_gpu_utilization_ratio{{{g}}}", "{{instance}} GPU{{gpu}} {{name}}")]),
-        Panel("GPU 温度", "核心温度；超过 85°C 持续 5 分钟告警。", "celsius",
-              [(f"talker_gpu_temperature_celsius{{{g}}}", "{{instance}} GPU{{gpu}}")]),
-        Panel("GPU 功耗", "板卡功耗。", "watt", [(f"talker_gpu_power_watts{{{g}}}", "{{instance}} GPU{{gpu}}")]),
-        Panel("DCGM 利用率", "dcgm-exporter 的 DCGM_FI_DEV_GPU_UTIL（仅 GPU 主机的 dcgm-exporter 任务）。", "percent",
-              [("DCGM_FI_DEV_GPU_UTIL", "GPU {{gpu}} {{modelName}}")]),
-        Panel("DCGM 显存已用", "dcgm-exporter 的 DCGM_FI_DEV_FB_USED（MiB）。", "decmbytes",
-              [("DCGM_FI_DEV_FB_USED", "GPU {{gpu}} {{modelName}}")]),
+        timeseries_panel("GPU 利用率", "采样周期内有 kernel 运行的时间比例。", "percentunit",
+                         [(f"talker_gpu_utilization_ratio{{{T}}}", "{{instance}} GPU{{gpu}} {{name}}")]),
+        timeseries_panel("GPU 温度", "核心温度；超过 85°C 持续 5 分钟告警。", "celsius",
+                         [(f"talker_gpu_temperature_celsius{{{T}}}", "{{instance}} GPU{{gpu}}")]),
+        timeseries_panel("GPU 功耗", "板卡功耗。", "watt",
+                         [(f"talker_gpu_power_watts{{{T}}}", "{{instance}} GPU{{gpu}}")]),
+        timeseries_panel("DCGM 利用率", "dcgm-exporter 的 DCGM_FI_DEV_GPU_UTIL（仅 GPU 主机的 dcgm-exporter 任务）。",
+                         "percent", [("DCGM_FI_DEV_GPU_UTIL", "GPU {{gpu}} {{modelName}}")]),
+        timeseries_panel("DCGM 显存已用", "dcgm-exporter 的 DCGM_FI_DEV_FB_USED（MiB）。", "decmbytes",
+                         [("DCGM_FI_DEV_FB_USED", "GPU {{gpu}} {{modelName}}")]),
     ])
 
 
-def slo() -> dict[str, Any]:
+def slo() -> dashboard_builders.Dashboard:
     burn = "talker:slo_{slo}_errors:ratio_rate{w} / on () group_left () (1 - max(talker:slo_{slo}:objective))"
-    windows = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
+    relay = 'instance=~"$instance"'
+    budget = {"width": 6, "height": 5}
     return dashboard("talker-slo", "Talker / SLO 与告警",
                      "错误预算、燃烧率、当前告警和告警链路（relay / Alertmanager）健康。",
                      'label_values(up{job="dingtalk-relay"}, instance)', [
-        Panel("可用性错误预算剩余（30 天）", "1 = 未消耗；≤ 0 = 耗尽。SLO：/v1 接口 99.5% 非 5xx。", "percentunit",
-              [("talker:slo_availability:error_budget_remaining", "{{job}}")], kind="stat", width=6, height=5),
-        Panel("延迟错误预算剩余（30 天）", "SLO：95% 的 /v1/tts 在 2 秒内完成。", "percentunit",
-              [("talker:slo_latency:error_budget_remaining", "{{job}}")], kind="stat", width=6, height=5),
-        Panel("首包延迟错误预算剩余（30 天）", "SLO：99% 的流式语音在 0.5 秒内发出第一段音频（TTFA）。", "percentunit",
-              [("talker:slo_ttfa:error_budget_remaining", "{{job}}")], kind="stat", width=6, height=5),
-        Panel("正在触发的告警", "按告警名和级别统计的 firing 告警（Watchdog 始终存在）。", "short",
-              [('sum by (alertname, severity) (ALERTS{alertstate="firing"})', "{{alertname}} {{severity}}")],
-              kind="stat", width=6, height=5),
-        Panel("可用性燃烧率（按窗口）",
-              "错误率 / 允许错误率。14.4（5m&1h）和 6（30m&6h）会呼叫值班；3、1 开工单。", "short",
-              [(burn.format(slo="availability", w=w), w) for w in windows], width=8),
-        Panel("延迟燃烧率（按窗口）", "慢请求比例 / 允许比例（5%）。", "short",
-              [(burn.format(slo="latency", w=w), w) for w in windows], width=8),
-        Panel("首包延迟燃烧率（按窗口）", "首包晚于 0.5 秒的流式语音比例 / 允许比例（1%）。", "short",
-              [(burn.format(slo="ttfa", w=w), w) for w in windows], width=8),
-        Panel("钉钉投递（按结果）", "relay 每秒发送结果：sent / retried / failed。", "short",
-              [(f'sum by (outcome) (rate(dingtalk_relay_notifications_total{{instance=~"$instance"}}{R}))',
-                "{{outcome}}")]),
-        Panel("钉钉 API 错误与截断", "DingTalk 返回的非 0 errcode、被截断的消息、被 relay 限速的消息。", "short", [
-            (f'sum by (errcode) (rate(dingtalk_relay_api_errors_total{{instance=~"$instance"}}{R}))',
-             "errcode {{errcode}}"),
-            (f'sum(rate(dingtalk_relay_messages_truncated_total{{instance=~"$instance"}}{R}))', "truncated"),
-            (f'sum(rate(dingtalk_relay_rate_limited_total{{instance=~"$instance"}}{R}))', "rate limited"),
+        stat_panel("可用性错误预算剩余（30 天）", "1 = 未消耗；≤ 0 = 耗尽。SLO：/v1 接口 99.5% 非 5xx。", "percentunit",
+                   [("talker:slo_availability:error_budget_remaining", "{{job}}")], **budget),
+        stat_panel("延迟错误预算剩余（30 天）", "SLO：95% 的 /v1/tts 在 2 秒内完成。", "percentunit",
+                   [("talker:slo_latency:error_budget_remaining", "{{job}}")], **budget),
+        stat_panel("首包延迟错误预算剩余（30 天）", "SLO：99% 的流式语音在 0.5 秒内发出第一段音频（TTFA）。",
+                   "percentunit", [("talker:slo_ttfa:error_budget_remaining", "{{job}}")], **budget),
+        stat_panel("正在触发的告警", "按告警名和级别统计的 firing 告警（Watchdog 始终存在）。", "short",
+                   [('sum by (alertname, severity) (ALERTS{alertstate="firing"})', "{{alertname}} {{severity}}")],
+                   **budget),
+        timeseries_panel("可用性燃烧率（按窗口）",
+                         "错误率 / 允许错误率。14.4（5m&1h）和 6（30m&6h）会呼叫值班；3、1 开工单。", "short",
+                         [(burn.format(slo="availability", w=w), w) for w in SLO_WINDOWS], width=8),
+        timeseries_panel("延迟燃烧率（按窗口）", "慢请求比例 / 允许比例（5%）。", "short",
+                         [(burn.format(slo="latency", w=w), w) for w in SLO_WINDOWS], width=8),
+        timeseries_panel("首包延迟燃烧率（按窗口）", "首包晚于 0.5 秒的流式语音比例 / 允许比例（1%）。", "short",
+                         [(burn.format(slo="ttfa", w=w), w) for w in SLO_WINDOWS], width=8),
+        timeseries_panel("钉钉投递（按结果）", "relay 每秒发送结果：sent / retried / failed。", "short",
+                         [(f"sum by (outcome) (rate(dingtalk_relay_notifications_total{{{relay}}}{R}))",
+                           "{{outcome}}")]),
+        timeseries_panel("钉钉 API 错误与截断", "DingTalk 返回的非 0 errcode、被截断的消息、被 relay 限速的消息。",
+                         "short", [
+            (f"sum by (errcode) (rate(dingtalk_relay_api_errors_total{{{relay}}}{R}))", "errcode {{errcode}}"),
+            (f"sum(rate(dingtalk_relay_messages_truncated_total{{{relay}}}{R}))", "truncated"),
+            (f"sum(rate(dingtalk_relay_rate_limited_total{{{relay}}}{R}))", "rate limited"),
         ]),
-        Panel("心跳间隔", "距上次 Alertmanager Watchdog 心跳的秒数（从未收到时显示为距 1970 年）。", "s",
-              [('time() - dingtalk_relay_last_heartbeat_timestamp_seconds{instance=~"$instance"}', "{{instance}}")],
-              kind="stat", width=6, height=5),
-        Panel("告警链路中断", "dingtalk_relay_pipeline_broken：1 = 心跳超时。", "bool_yes_no",
-              [('dingtalk_relay_pipeline_broken{instance=~"$instance"}', "{{instance}}")],
-              kind="stat", width=6, height=5),
-        Panel("投递耗时 P95", "relay 从收到 webhook 到钉钉返回成功的 P95。", "s",
-              [("histogram_quantile(0.95, sum by (le) ("
-                f'rate(dingtalk_relay_delivery_duration_seconds_bucket{{instance=~"$instance"}}{R})))', "p95")],
-              width=12, height=5),
-        Panel("Alertmanager 通知（按渠道）", "Alertmanager 每秒发出的通知和失败数（webhook / email）。", "short", [
+        stat_panel("心跳间隔", "距上次 Alertmanager Watchdog 心跳的秒数（从未收到时显示为距 1970 年）。", "s",
+                   [(f"time() - dingtalk_relay_last_heartbeat_timestamp_seconds{{{relay}}}", "{{instance}}")],
+                   **budget),
+        stat_panel("告警链路中断", "dingtalk_relay_pipeline_broken：1 = 心跳超时。", "bool_yes_no",
+                   [(f"dingtalk_relay_pipeline_broken{{{relay}}}", "{{instance}}")], **budget),
+        timeseries_panel("投递耗时 P95", "relay 从收到 webhook 到钉钉返回成功的 P95。", "s",
+                         [("histogram_quantile(0.95, sum by (le) ("
+                           f"rate(dingtalk_relay_delivery_duration_seconds_bucket{{{relay}}}{R})))", "p95")],
+                         width=12, height=5),
+        timeseries_panel("Alertmanager 通知（按渠道）", "Alertmanager 每秒发出的通知和失败数（webhook / email）。",
+                         "short", [
             (f"sum by (integration) (rate(alertmanager_notifications_total{R}))", "{{integration}} sent"),
             (f"sum by (integration) (rate(alertmanager_notifications_failed_total{R}))", "{{integration}} failed"),
         ], width=24),
     ])
 
 
-def host() -> dict[str, Any]:
+def host() -> dashboard_builders.Dashboard:
     n = 'job="node-exporter", instance=~"$instance"'
     fs = f'{n}, fstype!~"tmpfs|overlay|squashfs|ramfs|nsfs|devtmpfs|fuse.*"'
     nic = f'{n}, device!~"lo|veth.*|docker.*|br-.*"'
     return dashboard("talker-host", "Talker / 主机", "node-exporter 的主机 CPU、内存、磁盘和网络。",
                      'label_values(up{job="node-exporter"}, instance)', [
-        Panel("CPU 使用率", "1 - 空闲时间比例（所有核平均）。", "percentunit",
-              [(f'1 - avg by (instance) (rate(node_cpu_seconds_total{{{n}, mode="idle"}}{R}))', "{{instance}}")]),
-        Panel("负载", "1 分钟平均负载与 CPU 核数。", "short", [
+        timeseries_panel("CPU 使用率", "1 - 空闲时间比例（所有核平均）。", "percentunit",
+                         [(f'1 - avg by (instance) (rate(node_cpu_seconds_total{{{n}, mode="idle"}}{R}))',
+                           "{{instance}}")]),
+        timeseries_panel("负载", "1 分钟平均负载与 CPU 核数。", "short", [
             (f"node_load1{{{n}}}", "{{instance}} load1"),
             (f'count by (instance) (node_cpu_seconds_total{{{n}, mode="idle"}})', "{{instance}} cores"),
         ]),
-        Panel("内存使用率", "1 - MemAvailable / MemTotal。", "percentunit",
-              [(f"1 - node_memory_MemAvailable_bytes{{{n}}} / node_memory_MemTotal_bytes{{{n}}}", "{{instance}}")]),
-        Panel("磁盘使用率（按挂载点）", "真实文件系统的已用比例（排除 tmpfs/overlay 等）。", "percentunit",
-              [(f"1 - node_filesystem_avail_bytes{{{fs}}} / node_filesystem_size_bytes{{{fs}}}",
-                "{{instance}} {{mountpoint}}")]),
-        Panel("网络流量", "每秒收发字节（排除回环和容器虚拟网卡）。", "Bps", [
-            (f'sum by (instance) (rate(node_network_receive_bytes_total{{{nic}}}{R}))',
-             "{{instance}} rx"),
-            (f'sum by (instance) (rate(node_network_transmit_bytes_total{{{nic}}}{R}))',
-             "{{instance}} tx"),
+        timeseries_panel("内存使用率", "1 - MemAvailable / MemTotal。", "percentunit",
+                         [(f"1 - node_memory_MemAvailable_bytes{{{n}}} / node_memory_MemTotal_bytes{{{n}}}",
+                           "{{instance}}")]),
+        timeseries_panel("磁盘使用率（按挂载点）", "真实文件系统的已用比例（排除 tmpfs/overlay 等）。", "percentunit",
+                         [(f"1 - node_filesystem_avail_bytes{{{fs}}} / node_filesystem_size_bytes{{{fs}}}",
+                           "{{instance}} {{mountpoint}}")]),
+        timeseries_panel("网络流量", "每秒收发字节（排除回环和容器虚拟网卡）。", "Bps", [
+            (f"sum by (instance) (rate(node_network_receive_bytes_total{{{nic}}}{R}))", "{{instance}} rx"),
+            (f"sum by (instance) (rate(node_network_transmit_bytes_total{{{nic}}}{R}))", "{{instance}} tx"),
         ]),
-        Panel("磁盘 IO", "每秒读写字节。", "Bps", [
+        timeseries_panel("磁盘 IO", "每秒读写字节。", "Bps", [
             (f"sum by (instance) (rate(node_disk_read_bytes_total{{{n}}}{R}))", "{{instance}} read"),
             (f"sum by (instance) (rate(node_disk_written_bytes_total{{{n}}}{R}))", "{{instance}} write"),
         ]),
@@ -317,7 +309,8 @@ DASHBOARDS = {"talker-overview": overview, "talker-gpu": gpu, "talker-slo": slo,
 def render_all() -> dict[str, str]:
     """File name -> JSON text, exactly as committed."""
     return {
-        f"{name}.json": json.dumps(build(), ensure_ascii=False, indent=2) + "\n" for name, build in DASHBOARDS.items()
+        f"{name}.json": json.dumps(build().build(), cls=JSONEncoder, ensure_ascii=False, indent=2) + "\n"
+        for name, build in DASHBOARDS.items()
     }
 
 
