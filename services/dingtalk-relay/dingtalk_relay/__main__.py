@@ -7,10 +7,10 @@ import sys
 
 import uvicorn
 
-from .app import create_app
-from .auth import WebhookAuthError, load_webhook_auth
-from .logs import configure_logging
-from .settings import RelaySettings
+from dingtalk_relay.app import create_app
+from dingtalk_relay.auth import WebhookAuthError, load_webhook_auth
+from dingtalk_relay.logs import configure_logging
+from dingtalk_relay.settings import RelaySettings
 
 
 def main() -> None:

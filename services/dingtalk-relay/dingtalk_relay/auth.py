@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .settings import RelaySettings
+from dingtalk_relay.settings import RelaySettings
 
 MIN_TOKEN_CHARS = 16
 AuthFailure = Literal["missing", "wrong"]

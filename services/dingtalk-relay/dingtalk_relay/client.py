@@ -9,27 +9,9 @@ from dataclasses import dataclass
 
 import httpx
 
-from .signing import robot_send_url
-from .targets import Target
-
-# errcodes we name in metrics (label values must come from a small fixed set); anything else is "other".
-KNOWN_ERRCODES: dict[int, str] = {
-    -1: "system busy",
-    40035: "invalid parameter / missing json",
-    130101: "send too fast (over 20 messages/min, throttled)",
-    300001: "unknown access_token",
-    300005: "token does not exist",
-    310000: "sign / timestamp / keyword / IP check failed",
-    400013: "group chat dissolved",
-    460101: "message too long (body over 20000 bytes)",
-}
-ERRCODE_LABELS: tuple[str, ...] = (*(str(code) for code in KNOWN_ERRCODES), "other")
-# DingTalk asks callers to retry these later; everything else is a configuration or content problem.
-RETRYABLE_ERRCODES = frozenset({-1, 130101})
-
-
-def errcode_label(errcode: int) -> str:
-    return str(errcode) if errcode in KNOWN_ERRCODES else "other"
+from dingtalk_relay.errcodes import RETRYABLE_ERRCODES
+from dingtalk_relay.signing import robot_send_url
+from dingtalk_relay.targets import Target
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .client import DingTalkClient, SendOutcome, errcode_label
-from .metrics import RelayMetrics
-from .ratelimit import TokenBucket
-from .render import AlertView, DingTalkMessage, MessageRenderer
-from .targets import Target
+from dingtalk_relay.client import DingTalkClient, SendOutcome
+from dingtalk_relay.errcodes import errcode_label
+from dingtalk_relay.metrics import RelayMetrics
+from dingtalk_relay.ratelimit import TokenBucket
+from dingtalk_relay.render import AlertView, DingTalkMessage, MessageRenderer
+from dingtalk_relay.targets import Target
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
-from .metrics import RelayMetrics
+from dingtalk_relay.delivery import TargetDispatcher
+from dingtalk_relay.metrics import RelayMetrics
+from dingtalk_relay.render import MessageRenderer
+from dingtalk_relay.targets import Target
 
 log = logging.getLogger(__name__)
 
@@ -73,3 +77,24 @@ class HeartbeatMonitor:
             except Exception:  # keep watching even if one notice attempt blew up
                 log.exception("heartbeat check failed")
             await asyncio.sleep(tick)
+
+
+@dataclass(frozen=True)
+class PipelineNotice:
+    """Sends "监控链路中断" / "监控链路恢复" to the heartbeat target (a SendPipelineNotice).
+
+    Through that target's dispatcher, so the notice shares the robot's rate limit and retries with alerts.
+    """
+
+    target: Target
+    dispatcher: TargetDispatcher
+    renderer: MessageRenderer
+    timeout: float  # RELAY_HEARTBEAT_TIMEOUT, said in the message
+    deadline_s: float  # RELAY_HEARTBEAT_MESSAGE_DEADLINE: one attempt's budget; the next tick tries again
+
+    async def __call__(self, broken: bool, last_seen: float | None) -> bool:
+        message = self.renderer.render_heartbeat(self.target, broken=broken, last_seen=last_seen, timeout=self.timeout)
+        result = await self.dispatcher.deliver_message(message, deadline_s=self.deadline_s)
+        if not result.ok:
+            log.warning("pipeline %s notice not delivered: %s", "broken" if broken else "restored", result.reason)
+        return result.ok

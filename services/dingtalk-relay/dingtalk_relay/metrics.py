@@ -15,8 +15,8 @@ from prometheus_client import (
     generate_latest,
 )
 
-from .auth import AUTH_FAILURES, WEBHOOK_ENDPOINTS
-from .client import ERRCODE_LABELS
+from dingtalk_relay.auth import AUTH_FAILURES, WEBHOOK_ENDPOINTS
+from dingtalk_relay.errcodes import ERRCODE_LABELS
 
 OUTCOMES = ("sent", "retried", "failed")
 ALERT_STATUSES = ("firing", "resolved")

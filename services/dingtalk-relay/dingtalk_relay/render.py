@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from .markdown import md_text, md_url
-from .models import WebhookAlert, WebhookPayload
-from .targets import Target
+from dingtalk_relay.markdown import md_text, md_url
+from dingtalk_relay.models import WebhookAlert, WebhookPayload
+from dingtalk_relay.targets import Target
 
 log = logging.getLogger(__name__)
 

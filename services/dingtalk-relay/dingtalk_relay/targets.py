@@ -16,11 +16,10 @@ from typing import Any
 import yaml
 from pydantic import SecretStr
 
-from .settings import RelaySettings, split_list
+from dingtalk_relay.settings import RelaySettings, split_list
 
 DEFAULT_TARGET = "default"
 TARGET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
-SEVERITIES = ("critical", "warning", "info", "none")
 _TARGET_KEYS = {
     "token",
     "token_file",
