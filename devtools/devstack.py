@@ -26,7 +26,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
 
-from stack.config_render import render
+from stack.config_render import CONFIG_SERVICES, render
+from stack.defaults import ALERT_TIMEZONE, LISTENERS, LOCAL_HOST
 from stack.procs import ManagedProcess, free_port, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,20 +42,22 @@ DINGTALK_ROBOT = ("dev-token", "dev-secret", "告警")  # token, secret, keyword
 
 def alert_timezone() -> str:
     """Zone of the times in DingTalk messages and e-mails (ALERT_TIMEZONE, as in compose's .env)."""
-    return os.environ.get("ALERT_TIMEZONE") or "Asia/Shanghai"
+    return os.environ.get("ALERT_TIMEZONE") or ALERT_TIMEZONE
 
 
 @dataclass
 class StackPorts:
-    talker: int = 8000
-    talker_metrics: int = 8001
-    relay: int = 8060
-    dingtalk: int = 8070
-    smtp: int = 1025
-    mail_http: int = 8025
-    prometheus: int = 9090
-    alertmanager: int = 9093
-    node_exporter: int = 9100
+    """The port of each server; by default the ones compose uses (stack.defaults)."""
+
+    talker: int = LISTENERS["talker"].port
+    talker_metrics: int = LISTENERS["talker_metrics"].port
+    relay: int = LISTENERS["relay"].port
+    dingtalk: int = LISTENERS["dingtalk"].port
+    smtp: int = LISTENERS["smtp"].port
+    mail_http: int = LISTENERS["mail_http"].port
+    prometheus: int = LISTENERS["prometheus"].port
+    alertmanager: int = LISTENERS["alertmanager"].port
+    node_exporter: int = LISTENERS["node_exporter"].port
 
     @classmethod
     def auto(cls) -> StackPorts:
@@ -97,18 +100,20 @@ class DevStack:
         self.webhook_token_file = self.workdir / "secrets" / "relay_webhook_token"
         self.heartbeat_timeout = heartbeat_timeout or ("30s" if profile == "fast" else "5m")
         self.procs: dict[str, ManagedProcess] = {}
+        self._readiness: dict[str, tuple[str, float]] = {}  # name -> (readiness URL, seconds to wait for it)
         self.started = False
         p = self.ports
+        local = f"http://{LOCAL_HOST}"
         self.urls = {
-            "talker": f"http://127.0.0.1:{p.talker}",
-            "talker_metrics": f"http://127.0.0.1:{p.talker_metrics}/metrics",
-            "relay": f"http://127.0.0.1:{p.relay}",
-            "dingtalk": f"http://127.0.0.1:{p.dingtalk}",
-            "mailpit": f"http://127.0.0.1:{p.mail_http}",
-            "smtp": f"127.0.0.1:{p.smtp}",
-            "prometheus": f"http://127.0.0.1:{p.prometheus}",
-            "alertmanager": f"http://127.0.0.1:{p.alertmanager}",
-            "node_exporter": f"http://127.0.0.1:{p.node_exporter}/metrics",
+            "talker": f"{local}:{p.talker}",
+            "talker_metrics": f"{local}:{p.talker_metrics}/metrics",
+            "relay": f"{local}:{p.relay}",
+            "dingtalk": f"{local}:{p.dingtalk}",
+            "mailpit": f"{local}:{p.mail_http}",
+            "smtp": f"{LOCAL_HOST}:{p.smtp}",
+            "prometheus": f"{local}:{p.prometheus}",
+            "alertmanager": f"{local}:{p.alertmanager}",
+            "node_exporter": f"{local}:{p.node_exporter}/metrics",
         }
 
     # -- process definitions ------------------------------------------------------------------------
@@ -128,11 +133,19 @@ class DevStack:
         with os.fdopen(fd, "w", encoding="ascii") as out:
             out.write(self.admin_token + "\n")
 
-    def _start(self, name: str, argv: list[str], env: dict[str, str], ready_url: str, timeout: float = 60) -> None:
+    def _start(self, name: str, argv: list[str], env: dict[str, str], ready_url: str, timeout: float = 60,
+               *, wait: bool = True) -> None:
         proc = ManagedProcess(name, argv, log_dir=self.log_dir, env=env, cwd=ROOT)
         self.procs[name] = proc  # registered first: an interrupt right after the fork still stops it
         proc.start()
-        wait_http(ready_url, timeout=timeout, proc=proc)
+        self._readiness[name] = (ready_url, timeout)
+        if wait:
+            self.wait_ready(name)
+
+    def wait_ready(self, name: str) -> None:
+        """Wait until a started server answers its readiness URL (its log tail if it dies first)."""
+        ready_url, timeout = self._readiness[name]
+        wait_http(ready_url, timeout=timeout, proc=self.procs[name])
 
     def start_mail(self) -> None:
         p = self.ports
@@ -149,37 +162,32 @@ class DevStack:
     def start_relay(self) -> None:
         token, secret, keyword = DINGTALK_ROBOT
         env = self._env(
-            RELAY_HOST="127.0.0.1", RELAY_PORT=str(self.ports.relay), RELAY_DINGTALK_API_BASE=self.urls["dingtalk"],
+            RELAY_HOST=LOCAL_HOST, RELAY_PORT=str(self.ports.relay), RELAY_DINGTALK_API_BASE=self.urls["dingtalk"],
             RELAY_DINGTALK_TOKEN=token, RELAY_DINGTALK_SECRET=secret, RELAY_DINGTALK_KEYWORD=keyword,
             RELAY_HEARTBEAT_TIMEOUT=self.heartbeat_timeout, RELAY_TIMEZONE=alert_timezone(),
             RELAY_WEBHOOK_TOKEN_FILE=str(self.webhook_token_file), RELAY_WEBHOOK_TOKEN="",
         )
         self._start("dingtalk-relay", [sys.executable, "-m", "dingtalk_relay"], env, f"{self.urls['relay']}/healthz")
 
-    def start_talker(self) -> None:
+    def start_talker(self, *, wait: bool = True) -> None:
         env = self._env(
-            TALKER_HOST="127.0.0.1", TALKER_PORT=str(self.ports.talker),
+            TALKER_HOST=LOCAL_HOST, TALKER_PORT=str(self.ports.talker),
             TALKER_METRICS_PORT=str(self.ports.talker_metrics), TALKER_ADMIN_TOKEN_FILE=str(self.admin_token_file),
         )
         env.pop("TALKER_ADMIN_TOKEN", None)  # the file is the one source (talker refuses both)
         # /readyz: engines loaded, so traffic right after start is served, not refused.
-        self._start("talker", [sys.executable, "-m", "talker"], env, f"{self.urls['talker']}/readyz", timeout=120)
+        self._start("talker", [sys.executable, "-m", "talker"], env, f"{self.urls['talker']}/readyz", timeout=120,
+                    wait=wait)
 
     def start_node_exporter(self) -> None:
         self._start("node-exporter", ["prometheus-node-exporter",
-                                      f"--web.listen-address=127.0.0.1:{self.ports.node_exporter}"],
+                                      f"--web.listen-address={LOCAL_HOST}:{self.ports.node_exporter}"],
                     self._env(), self.urls["node_exporter"])
 
     def render_config(self) -> None:
-        p = self.ports
-        addresses = {
-            "talker": f"127.0.0.1:{p.talker_metrics}",
-            "dingtalk-relay": f"127.0.0.1:{p.relay}",
-            "node-exporter": f"127.0.0.1:{p.node_exporter}",
-            "alertmanager": f"127.0.0.1:{p.alertmanager}",
-            "prometheus": f"127.0.0.1:{p.prometheus}",
-            "mailpit": f"127.0.0.1:{p.smtp}",
-        }
+        # Every service the renderer knows runs here, on its StackPorts port (no dcgm-exporter: no GPU overlay).
+        addresses = {service: f"{LOCAL_HOST}:{getattr(self.ports, key)}" for service, key in CONFIG_SERVICES.items()
+                     if hasattr(self.ports, key)}
         env = {"SMTP_REQUIRE_TLS": "false", **os.environ, **self.extra_env}
         env.setdefault("ALERTMANAGER_URL", self.urls["alertmanager"])
         env.setdefault("PROMETHEUS_URL", self.urls["prometheus"])
@@ -189,14 +197,14 @@ class DevStack:
     def start_alertmanager(self) -> None:
         argv = ["prometheus-alertmanager", f"--config.file={self.rendered.alertmanager_config}",
                 f"--storage.path={self.workdir / 'alertmanager-data'}",
-                f"--web.listen-address=127.0.0.1:{self.ports.alertmanager}", *self.rendered.alertmanager_args]
+                f"--web.listen-address={LOCAL_HOST}:{self.ports.alertmanager}", *self.rendered.alertmanager_args]
         # Alert e-mails print times in local time: the same zone as the relay's DingTalk messages.
         self._start("alertmanager", argv, self._env(TZ=alert_timezone()), f"{self.urls['alertmanager']}/-/ready")
 
     def start_prometheus(self) -> None:
         argv = ["prometheus", f"--config.file={self.rendered.prometheus_config}",
                 f"--storage.tsdb.path={self.workdir / 'prometheus-data'}",
-                f"--web.listen-address=127.0.0.1:{self.ports.prometheus}", "--web.enable-lifecycle",
+                f"--web.listen-address={LOCAL_HOST}:{self.ports.prometheus}", "--web.enable-lifecycle",
                 *self.rendered.prometheus_args]
         self._start("prometheus", argv, self._env(), f"{self.urls['prometheus']}/-/ready")
 
@@ -204,16 +212,18 @@ class DevStack:
     def start(self) -> DevStack:
         ensure_binaries()
         try:
-            # Receivers first, so nothing Alertmanager sends at start-up is refused.
             self.write_secret_files()
+            # talker loads its engines for seconds: it starts first and is waited for last.
+            self.start_talker(wait=False)
+            # Receivers before Alertmanager, so nothing it sends at start-up is refused.
             self.start_mail()
             self.start_dingtalk()
             self.start_relay()
-            self.start_talker()
             self.start_node_exporter()
             self.render_config()
             self.start_alertmanager()
             self.start_prometheus()
+            self.wait_ready("talker")
         except BaseException:
             self.stop()
             raise

@@ -25,6 +25,8 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from stack.defaults import LISTENERS
+
 SENTENCES = [
     "Hello, this is the talker demo.",
     "The quick brown fox jumps over the lazy dog.",
@@ -145,7 +147,7 @@ def run(base: str, rate: float, duration: float, *, talk_share: float = 0.25, ba
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", default=os.environ.get("TALKER_URL", "http://127.0.0.1:8000"))
+    parser.add_argument("--url", default=os.environ.get("TALKER_URL", LISTENERS["talker"].local_url()))
     parser.add_argument("--rate", type=float, default=float(os.environ.get("RATE", "2")), help="requests/second")
     parser.add_argument("--duration", type=float, default=float(os.environ.get("DURATION", "60")), help="seconds")
     parser.add_argument("--talk-share", type=float, default=0.25, help="fraction of /v1/talk (video) requests")

@@ -5,8 +5,6 @@ COMPOSE ?= docker compose
 # GPU hosts get the CUDA talker and dcgm-exporter; everything else the CPU stack.
 GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 COMPOSE_FILES := -f docker-compose.yml $(if $(GPU),-f docker-compose.gpu.yml)
-RATE ?= 2
-DURATION ?= 60
 SMOKE_ARGS ?= $(if $(FAULT),--fault)
 
 .PHONY: up down clean ps logs build images dev smoke load compose-config
@@ -52,9 +50,9 @@ smoke:
 		$(VPY) -m stack.smoke $(SMOKE_ARGS); \
 	fi
 
-## load: demo traffic against talker (RATE requests/s for DURATION s)
+## load: demo traffic against talker (RATE requests/s for DURATION s; defaults in devtools/loadgen.py)
 load:
-	$(VPY) -m devtools.loadgen --rate $(RATE) --duration $(DURATION)
+	$(VPY) -m devtools.loadgen $(if $(RATE),--rate $(RATE)) $(if $(DURATION),--duration $(DURATION))
 
 ## compose-config: validate docker-compose.yml alone and with the GPU and debug overlays
 compose-config:

@@ -13,9 +13,9 @@ servers (compose runs it as the one-shot `config-init` service). It changes only
 - SMTP auth: `smtp_auth_password_file` from SMTP_AUTH_PASSWORD_FILE, else the password from
   SMTP_AUTH_PASSWORD; both auth fields dropped when SMTP_AUTH_USERNAME is empty;
 - timings per profile (scrape/evaluation intervals, alert `for` caps, Alertmanager group timers);
-- target addresses (`addresses`: service name -> host:port; talker's DNS discovery of every compose
-  replica becomes one static target), the `gpu_expected` target label and the dcgm-exporter job
-  (`gpu`), external labels (CLUSTER_NAME, DEPLOY_ENV, STACK_BOX);
+- target addresses (`addresses`: service name -> host:port, by default where stack.defaults says compose
+  runs them; talker's DNS discovery of every compose replica becomes one static target), the
+  `gpu_expected` target label and the dcgm-exporter job (`gpu`), external labels (CLUSTER_NAME, DEPLOY_ENV, STACK_BOX);
 - `remote_write` to a fleet's central store (PROMETHEUS_REMOTE_WRITE_URL; PROMETHEUS_REMOTE_WRITE_AUTH basic
   or bearer, the password or token read by Prometheus from PROMETHEUS_REMOTE_WRITE_CREDENTIALS_FILE: the
   secret itself never enters the rendered config);
@@ -41,6 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
+from stack.defaults import LISTENERS
 from stack.runbook_html import render_runbook
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -52,21 +53,23 @@ RUNBOOK_SOURCE = "https://github.com/talker-stack/talker-stack/blob/main/docs/ru
 # Where compose's Grafana serves the rendered runbook (relative to GRAFANA_URL): the default base.
 GRAFANA_RUNBOOK_PATH = "/public/runbook/index.html"
 
-# Where each service listens in compose, as written in the committed configs.
-DEFAULT_ADDRESSES: dict[str, str] = {
-    "talker": "talker:8001",
-    "dingtalk-relay": "dingtalk-relay:8060",
-    "node-exporter": "node-exporter:9100",
-    "alertmanager": "alertmanager:9093",
-    "prometheus": "prometheus-web:9090",
-    "mailpit": "mailpit:1025",
-    "dcgm-exporter": "dcgm-exporter:9400",
+# The renderer's name for each service (`--local talker=...`) and its listener in stack.defaults: where it
+# listens in compose, as written in the committed configs.
+CONFIG_SERVICES: dict[str, str] = {
+    "talker": "talker_metrics",
+    "dingtalk-relay": "relay",
+    "node-exporter": "node_exporter",
+    "alertmanager": "alertmanager",
+    "prometheus": "prometheus",
+    "mailpit": "smtp",
+    "dcgm-exporter": "dcgm_exporter",
 }
+DEFAULT_ADDRESSES: dict[str, str] = {service: LISTENERS[key].address for service, key in CONFIG_SERVICES.items()}
 
 # Every variable the templates may use, with the value used when it is unset. SMTP_AUTH_PASSWORD has
 # no default on purpose: it is a secret and must come from the environment (or use the _FILE form).
 ENV_DEFAULTS: dict[str, str] = {
-    "SMTP_SMARTHOST": "mailpit:1025",
+    "SMTP_SMARTHOST": LISTENERS["smtp"].address,
     "SMTP_FROM": "talker-alerts@talker.local",
     "ALERT_EMAIL_TO": "oncall@talker.local",
     "SMTP_AUTH_USERNAME": "",
@@ -75,9 +78,10 @@ ENV_DEFAULTS: dict[str, str] = {
     "SMTP_REQUIRE_TLS": "false",
     "CLUSTER_NAME": "talker",
     "DEPLOY_ENV": "dev",
-    "GRAFANA_URL": "http://localhost:3000",
-    "ALERTMANAGER_URL": "http://localhost:9093",
-    "PROMETHEUS_URL": "http://localhost:9090",
+    # Links in notifications, for a person on the machine running the stack.
+    "GRAFANA_URL": f"http://localhost:{LISTENERS['grafana'].port}",
+    "ALERTMANAGER_URL": f"http://localhost:{LISTENERS['alertmanager'].port}",
+    "PROMETHEUS_URL": f"http://localhost:{LISTENERS['prometheus'].port}",
     # Where ALERTMANAGER reads the relay's bearer token (a path in its container, not on this machine).
     "RELAY_WEBHOOK_TOKEN_FILE": "/run/secrets/relay_webhook_token",
     "RUNBOOK_BASE_URL": "",  # empty = GRAFANA_URL + GRAFANA_RUNBOOK_PATH

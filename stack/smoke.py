@@ -38,6 +38,7 @@ from stack.alertpath import (
     get_text,
     request_json,
 )
+from stack.defaults import LISTENERS
 from stack.procs import poll_until
 from stack.prometheus_text import metric_sum, samples
 
@@ -46,20 +47,24 @@ FAULT_ALERT = "TalkerHighErrorRate"
 
 @dataclass
 class Endpoints:
-    talker: str = "http://127.0.0.1:8000"
-    talker_metrics: str = "http://127.0.0.1:8001/metrics"
-    prometheus: str = "http://127.0.0.1:9090"
-    alertmanager: str = "http://127.0.0.1:9093"
-    relay: str = "http://127.0.0.1:8060"
-    dingtalk: str = "http://127.0.0.1:8070"  # "" = real DingTalk: check the relay's sent counter instead
-    mailpit: str = "http://127.0.0.1:8025"
+    """Where each hop answers: by default `make dev`'s ports on 127.0.0.1 (stack.defaults)."""
+
+    talker: str = LISTENERS["talker"].local_url()
+    talker_metrics: str = LISTENERS["talker_metrics"].local_url("/metrics")
+    prometheus: str = LISTENERS["prometheus"].local_url()
+    alertmanager: str = LISTENERS["alertmanager"].local_url()
+    relay: str = LISTENERS["relay"].local_url()
+    dingtalk: str = LISTENERS["dingtalk"].local_url()  # "" = real DingTalk: check the relay's sent counter instead
+    mailpit: str = LISTENERS["mail_http"].local_url()
     admin_token: str = ""
 
     @classmethod
     def compose(cls) -> Endpoints:
-        return cls("http://talker:8000", "http://talker:8001/metrics", "http://prometheus-web:9090",
-                   "http://alertmanager:9093", "http://dingtalk-relay:8060", "http://dingtalk-standin:8070",
-                   "http://mailpit:8025")
+        """The same hops by their compose service names (run on the compose networks)."""
+        return cls(LISTENERS["talker"].compose_url(), LISTENERS["talker_metrics"].compose_url("/metrics"),
+                   LISTENERS["prometheus"].compose_url(), LISTENERS["alertmanager"].compose_url(),
+                   LISTENERS["relay"].compose_url(), LISTENERS["dingtalk"].compose_url(),
+                   LISTENERS["mail_http"].compose_url())
 
 
 class SmokeFailure(Exception):

@@ -1,51 +1,40 @@
 """The cross-check that makes the monitoring real.
 
-Starts the real talker, dingtalk-relay (against the DingTalk stand-in), node-exporter, Prometheus
-2.42 with the rendered fast-profile config and Alertmanager 0.25, drives a little traffic, then
-proves that every metric name a rule or panel uses is in a live scrape and that every recording
-rule and dashboard query returns data. A metric renamed in a service fails here, not months later
-as an empty panel.
+Starts the dev stack (devtools.devstack, fast profile: the real talker, dingtalk-relay against the DingTalk
+stand-in, node-exporter, Prometheus 2.42 and Alertmanager 0.25 with the rendered configs, the mail sink),
+drives a little traffic, then proves that every metric name a rule or panel uses is in a live scrape and that
+every recording rule and dashboard query returns data. A metric renamed in a service fails here, not months
+later as an empty panel.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import contract
 import pytest
-from dingtalk_standin.server import DingTalkStandin, Robot
 from monitoring_tests.mon_helpers import REPO_ROOT, run_tool
 
-from stack.config_render import RenderedConfig, render
-from stack.procs import ManagedProcess, free_port, poll_until, wait_http
+from devtools.devstack import DevStack
+from stack.procs import poll_until
 from stack.prometheus_text import metric_sum, sample_names
 
 pytestmark = pytest.mark.e2e
 
-ADMIN_TOKEN = "crosscheck-admin-token"
-ROBOT_TOKEN = "crosscheck-robot"
-WEBHOOK_TOKEN = "crosscheck-relay-webhook-token"
+
+def logs(stack: DevStack) -> str:
+    return "\n".join(f"--- {name}\n{proc.log_tail(15)}" for name, proc in stack.procs.items())
 
 
-@dataclass
-class Stack:
-    urls: dict[str, str]  # service -> base URL
-    rendered: RenderedConfig
-    procs: dict[str, ManagedProcess] = field(default_factory=dict)
-    dingtalk: DingTalkStandin | None = None
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {name}\n{proc.log_tail(15)}" for name, proc in self.procs.items())
+def admin_headers(stack: DevStack) -> dict[str, str]:
+    return {"Authorization": f"Bearer {stack.admin_token}"}
 
 
 def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
@@ -59,7 +48,7 @@ def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None
         return error.code, error.read()
 
 
-def prom_query(stack: Stack, expr: str) -> list[dict[str, Any]]:
+def prom_query(stack: DevStack, expr: str) -> list[dict[str, Any]]:
     url = f"{stack.urls['prometheus']}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
     status, body = http("GET", url)
     payload = json.loads(body)
@@ -67,95 +56,42 @@ def prom_query(stack: Stack, expr: str) -> list[dict[str, Any]]:
     return payload["data"]["result"]
 
 
-def drive_traffic(stack: Stack) -> None:
-    api, admin = stack.urls["talker"], {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+def drive_traffic(stack: DevStack) -> None:
+    api, admin = stack.urls["talker"], admin_headers(stack)
     for text in ("你好，值班同学。", "Hello from the cross-check."):
         status, _ = http("POST", f"{api}/v1/tts", {"text": text})
-        assert status == 200, stack.logs()
-    assert http("POST", f"{api}/v1/talk", {"text": "Hi."})[0] == 200, stack.logs()
+        assert status == 200, logs(stack)
+    assert http("POST", f"{api}/v1/talk", {"text": "Hi."})[0] == 200, logs(stack)
     # Streamed speech (OpenAI-compatible) and streamed video: the TTFA / TTFF histograms and stream outcomes.
     status, body = http("POST", f"{api}/v1/audio/speech",
                         {"model": "tts-1", "input": "Streaming check.", "voice": "alloy", "response_format": "wav"})
-    assert status == 200 and body[:4] == b"RIFF", stack.logs()
-    assert http("POST", f"{api}/v1/talk/stream", {"text": "Hi."})[0] == 200, stack.logs()
+    assert status == 200 and body[:4] == b"RIFF", logs(stack)
+    assert http("POST", f"{api}/v1/talk/stream", {"text": "Hi."})[0] == 200, logs(stack)
     assert http("GET", f"{api}/v1/voices")[0] == 200
     assert http("POST", f"{api}/v1/tts", {"txt": "typo"})[0] == 422  # a bad request
     assert http("POST", f"{api}/admin/faults", {"error_rate": 1.0}, admin)[0] == 200
     assert http("POST", f"{api}/v1/tts", {"text": "fail"})[0] == 500  # the injected fault
     assert http("DELETE", f"{api}/admin/faults", None, admin)[0] == 200
     firing = json.loads((REPO_ROOT / "tests/relay_tests/fixtures/alertmanager_firing.json").read_text(encoding="utf-8"))
-    status, body = http("POST", f"{stack.urls['dingtalk-relay']}/alertmanager/default", firing,
-                        {"Authorization": f"Bearer {WEBHOOK_TOKEN}"})
+    webhook_token = stack.webhook_token_file.read_text(encoding="ascii").strip()
+    status, body = http("POST", f"{stack.urls['relay']}/alertmanager/default", firing,
+                        {"Authorization": f"Bearer {webhook_token}"})
     assert status < 300, body
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    work = tmp_path_factory.mktemp("crosscheck")
-    ports = {name: free_port() for name in
-             ("talker", "talker-metrics", "dingtalk-relay", "node-exporter", "prometheus", "alertmanager", "smtp")}
-    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    token_file = work / "relay_webhook_token"
-    token_file.write_text(WEBHOOK_TOKEN + "\n")
-    rendered = render(
-        work / "config", profile="fast", env={"RELAY_WEBHOOK_TOKEN_FILE": str(token_file)},
-        addresses={
-            "talker": f"127.0.0.1:{ports['talker-metrics']}",
-            "dingtalk-relay": f"127.0.0.1:{ports['dingtalk-relay']}",
-            "node-exporter": f"127.0.0.1:{ports['node-exporter']}",
-            "alertmanager": f"127.0.0.1:{ports['alertmanager']}",
-            "prometheus": f"127.0.0.1:{ports['prometheus']}",
-            "mailpit": f"127.0.0.1:{ports['smtp']}",  # nothing listens: email is not under test here
-        },
-    )
-    built = Stack(urls, rendered)
-    dingtalk = DingTalkStandin([Robot(ROBOT_TOKEN)])
-    dingtalk.start()
-    built.dingtalk = dingtalk
-    env = {
-        "TALKER_HOST": "127.0.0.1", "TALKER_PORT": str(ports["talker"]),
-        "TALKER_METRICS_PORT": str(ports["talker-metrics"]), "TALKER_ADMIN_TOKEN": ADMIN_TOKEN,
-        "TALKER_ENABLE_PIPER": "false",  # espeak alone keeps start-up and CPU small on shared cores
-        "RELAY_HOST": "127.0.0.1", "RELAY_PORT": str(ports["dingtalk-relay"]),
-        "RELAY_DINGTALK_TOKEN": ROBOT_TOKEN, "RELAY_DINGTALK_API_BASE": dingtalk.base_url,
-        "RELAY_WEBHOOK_TOKEN_FILE": str(token_file),
-    }
-    env = {**os.environ, **env}
-    commands = {
-        "talker": [sys.executable, "-m", "talker"],
-        "dingtalk-relay": [sys.executable, "-m", "dingtalk_relay"],
-        "node-exporter": ["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{ports['node-exporter']}"],
-        "alertmanager": [
-            "prometheus-alertmanager", f"--config.file={rendered.alertmanager_config}",
-            f"--storage.path={work / 'am-data'}", f"--web.listen-address=127.0.0.1:{ports['alertmanager']}",
-            *rendered.alertmanager_args,
-        ],
-        "prometheus": [
-            "prometheus", f"--config.file={rendered.prometheus_config}", f"--storage.tsdb.path={work / 'prom-data'}",
-            f"--web.listen-address=127.0.0.1:{ports['prometheus']}", *rendered.prometheus_args,
-        ],
-    }
-    try:
-        for name, argv in commands.items():
-            built.procs[name] = ManagedProcess(name, argv, log_dir=work / "logs", env=env).start()
-        wait_http(f"{urls['talker']}/readyz", timeout=90, proc=built.procs["talker"])
-        wait_http(f"{urls['talker-metrics']}/metrics", timeout=30, proc=built.procs["talker"])
-        wait_http(f"{urls['dingtalk-relay']}/healthz", timeout=30, proc=built.procs["dingtalk-relay"])
-        wait_http(f"{urls['node-exporter']}/metrics", timeout=30, proc=built.procs["node-exporter"])
-        wait_http(f"{urls['alertmanager']}/-/ready", timeout=30, proc=built.procs["alertmanager"])
-        wait_http(f"{urls['prometheus']}/-/ready", timeout=30, proc=built.procs["prometheus"])
-        drive_traffic(built)
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    # espeak alone keeps start-up and CPU small on shared cores; the work directory stays for the logs.
+    with DevStack(profile="fast", ports="auto", env={"TALKER_ENABLE_PIPER": "false"},
+                  workdir=tmp_path_factory.mktemp("crosscheck")) as dev:
+        drive_traffic(dev)
 
         def all_targets_up() -> bool:
-            targets = json.loads(http("GET", f"{urls['prometheus']}/api/v1/targets")[1])["data"]["activeTargets"]
+            targets = json.loads(http("GET", f"{dev.urls['prometheus']}/api/v1/targets")[1])["data"]["activeTargets"]
             return len(targets) == 5 and all(t["health"] == "up" for t in targets)
 
         poll_until(all_targets_up, timeout=30, what="every Prometheus target up")
-        yield built
-    finally:
-        for proc in reversed(list(built.procs.values())):
-            proc.stop()
-        dingtalk.stop()
+        yield dev
 
 
 def scrape(url: str) -> str:
@@ -164,11 +100,11 @@ def scrape(url: str) -> str:
     return body.decode()
 
 
-def test_every_referenced_metric_exists_in_a_live_scrape(stack: Stack) -> None:
+def test_every_referenced_metric_exists_in_a_live_scrape(stack: DevStack) -> None:
     expositions = {
-        "talker": scrape(f"{stack.urls['talker-metrics']}/metrics"),
-        "dingtalk-relay": scrape(f"{stack.urls['dingtalk-relay']}/metrics"),
-        "node-exporter": scrape(f"{stack.urls['node-exporter']}/metrics"),
+        "talker": scrape(stack.urls["talker_metrics"]),
+        "dingtalk-relay": scrape(f"{stack.urls['relay']}/metrics"),
+        "node-exporter": scrape(stack.urls["node_exporter"]),
         "alertmanager": scrape(f"{stack.urls['alertmanager']}/metrics"),
         "prometheus": scrape(f"{stack.urls['prometheus']}/metrics"),
     }
@@ -188,15 +124,15 @@ def test_every_referenced_metric_exists_in_a_live_scrape(stack: Stack) -> None:
 
 
 @pytest.mark.parametrize("service", ["talker", "dingtalk-relay"])
-def test_service_expositions_pass_promtool_check_metrics(stack: Stack, service: str, tmp_path: Path) -> None:
-    base = stack.urls["talker-metrics" if service == "talker" else service]
+def test_service_expositions_pass_promtool_check_metrics(stack: DevStack, service: str, tmp_path: Path) -> None:
+    url = stack.urls["talker_metrics"] if service == "talker" else f"{stack.urls['relay']}/metrics"
     exposition = tmp_path / "metrics.txt"
-    exposition.write_text(scrape(f"{base}/metrics"))
+    exposition.write_text(scrape(url))
     result = run_tool("sh", "-c", f"promtool check metrics < {exposition}")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_every_recording_rule_and_dashboard_query_returns_data(stack: Stack) -> None:
+def test_every_recording_rule_and_dashboard_query_returns_data(stack: DevStack) -> None:
     gpu_only = contract.gpu_only_series()
     queries = [contract.Query(f"recording rule {name}", name) for name in sorted(contract.recording_rule_names())]
     for query in contract.dashboard_queries():
@@ -219,9 +155,9 @@ def test_every_recording_rule_and_dashboard_query_returns_data(stack: Stack) -> 
         pytest.fail("queries with no data on a working stack:\n" + "\n".join(pending))
 
 
-def test_watchdog_reaches_the_relay_heartbeat(stack: Stack) -> None:
+def test_watchdog_reaches_the_relay_heartbeat(stack: DevStack) -> None:
     def heartbeat_seen() -> bool:
-        text = scrape(f"{stack.urls['dingtalk-relay']}/metrics")
+        text = scrape(f"{stack.urls['relay']}/metrics")
         return metric_sum(text, "dingtalk_relay_last_heartbeat_timestamp_seconds") > 0
 
     poll_until(heartbeat_seen, timeout=45, what="Watchdog heartbeat at the relay (Prometheus -> Alertmanager -> relay)")
@@ -229,7 +165,7 @@ def test_watchdog_reaches_the_relay_heartbeat(stack: Stack) -> None:
     assert watchdog and watchdog[0]["metric"]["severity"] == "info"
 
 
-def test_talker_down_inhibits_other_talker_alerts_of_that_instance(stack: Stack) -> None:
+def test_talker_down_inhibits_other_talker_alerts_of_that_instance(stack: DevStack) -> None:
     labels = {"service": "talker", "instance": "inhibition-check:8001", "job": "talker"}
     alerts = [
         {"labels": {**labels, "alertname": "TalkerDown", "severity": "critical"}},
@@ -249,9 +185,9 @@ def test_talker_down_inhibits_other_talker_alerts_of_that_instance(stack: Stack)
     assert found[("TalkerHighLatency", "other:8001")] == []
 
 
-def test_injected_errors_fire_talker_high_error_rate_within_a_minute(stack: Stack) -> None:
+def test_injected_errors_fire_talker_high_error_rate_within_a_minute(stack: DevStack) -> None:
     """The fast profile promise the e2e tests rely on: 50 % injected 500s -> a firing alert in under a minute."""
-    api, admin = stack.urls["talker"], {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    api, admin = stack.urls["talker"], admin_headers(stack)
     assert http("POST", f"{api}/admin/faults", {"error_rate": 0.5}, admin)[0] == 200
     started = time.monotonic()
     try:
