@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None, pipeline: PipelineLike | None =
     app.state.service = service
     app.state.metrics = metrics
 
-    install_error_handlers(app, count_rejection=_rejection_counter(service))
+    install_error_handlers(app, count_rejection=service.count_rejection)
     app.include_router(api.probes)
     app.include_router(api.v1)
     app.include_router(openai_api.router)
@@ -64,13 +64,6 @@ def create_app(settings: Settings | None = None, pipeline: PipelineLike | None =
         log.warning("metrics are served nowhere: TALKER_METRICS_ON_API_PORT=false and no TALKER_METRICS_PORT")
     app.include_router(api.demo)
     app.mount("/static", StaticFiles(directory=api.STATIC_DIR), name="static")
-    app.add_middleware(RequestObserver, metrics=metrics, record_metrics=settings.metrics_enabled)
+    app.add_middleware(RequestObserver, metrics=metrics, count_rejection=service.count_rejection,
+                       record_metrics=settings.metrics_enabled)
     return app
-
-
-def _rejection_counter(service: TalkerService) -> Callable[[str], None]:
-    def count(reason: str) -> None:
-        if service.record_metrics:
-            service.metrics.rejected.labels(reason).inc()
-
-    return count

@@ -8,6 +8,7 @@ small fixed sets: route templates, HTTP methods and status codes, STAGES, engine
 from __future__ import annotations
 
 from collections.abc import Iterable
+from enum import StrEnum
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -39,7 +40,18 @@ FIRST_OUTPUT_BUCKETS: tuple[float, ...] = (
     0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
 )
 
-REJECT_REASONS: tuple[str, ...] = ("overloaded", "timeout", "invalid", "unauthorized")
+
+class RejectReason(StrEnum):
+    """Why a request was refused: the `reason` label of talker_requests_rejected_total."""
+
+    OVERLOADED = "overloaded"  # 429
+    TIMEOUT = "timeout"  # 503/504
+    INVALID = "invalid"  # 4xx input
+    UNAUTHORIZED = "unauthorized"  # API key or admin token
+
+
+REJECT_REASONS: tuple[str, ...] = tuple(reason.value for reason in RejectReason)
+
 STREAM_KINDS: tuple[str, ...] = ("audio", "video")
 # completed: all produced and sent; client_closed: the client went away; slow_reader: the client stopped
 # reading for TALKER_STREAM_WRITE_TIMEOUT_S; timeout: TALKER_REQUEST_TIMEOUT_S passed; error: we failed.

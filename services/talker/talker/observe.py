@@ -12,6 +12,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from talker.metrics import UNMATCHED_ROUTE, TalkerMetrics
+from talker.metrics import UNMATCHED_ROUTE, RejectReason, TalkerMetrics
 
 access_log = logging.getLogger("talker.access")
 error_log = logging.getLogger("talker.error")
@@ -60,9 +61,11 @@ def request_context(request: Request) -> RequestContext:
 
 
 class RequestObserver:
-    def __init__(self, app: ASGIApp, *, metrics: TalkerMetrics, record_metrics: bool = True) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: TalkerMetrics, count_rejection: Callable[[RejectReason], None],
+                 record_metrics: bool = True) -> None:
         self.app = app
         self.metrics = metrics
+        self.count_rejection = count_rejection  # the one counter of refused requests (TalkerService's)
         self.record_metrics = record_metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -99,8 +102,7 @@ class RequestObserver:
             self.metrics.http_in_flight.inc()
         try:
             if _declared_body_size(scope) > MAX_BODY_BYTES:
-                if self.record_metrics:
-                    self.metrics.rejected.labels("invalid").inc()
+                self.count_rejection(RejectReason.INVALID)
                 await _send_json(send_observed, 413, TOO_LARGE_BODY)
                 return
             await self.app(scope, receive_bounded, send_observed)
@@ -108,8 +110,7 @@ class RequestObserver:
             status = status or 499  # the client went away before we answered
             raise
         except BodyTooLarge:  # read outside FastAPI's error handlers (they answer it themselves otherwise)
-            if self.record_metrics:
-                self.metrics.rejected.labels("invalid").inc()
+            self.count_rejection(RejectReason.INVALID)
             if status == 0:
                 await _send_json(send_observed, 413, TOO_LARGE_BODY)
         except Exception:

@@ -1,26 +1,43 @@
-"""The talker service without HTTP: loading, readiness, bounded synthesis, faults and what to count.
+"""The talker service without HTTP: loading, readiness, validation, bounded synthesis, faults, what to count.
 
-Routes call into this; it calls the Pipeline (engines). No FastAPI imports here, so the request path
-reads top-down: route -> request model -> TalkerService -> Pipeline.
+The routes' one door: they call into this and nothing behind it (pipeline, limiter, fault injection,
+settings). It calls the Pipeline (engines) and answers with results or Refusals (refusals.py), which
+errors.py turns into HTTP answers. No FastAPI imports here, so the request path reads top-down:
+route -> request model -> TalkerService -> Pipeline.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import hmac
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from talker.accelerators import EngineDevice
 from talker.animator.stream_encode import MIME_TYPE as FMP4_MIME_TYPE
 from talker.audio_formats import MEDIA_TYPES, open_encoder, sse_delta, sse_done
-from talker.engine_contract import STAGE_TTS, AvatarInfo, Cancelled, ShouldStop, SpeechOutput, TalkOutput, VoiceInfo
+from talker.engine_contract import (
+    EMOTIONS,
+    STAGE_TTS,
+    AvatarInfo,
+    Cancelled,
+    ShouldStop,
+    SpeechOutput,
+    TalkOutput,
+    UnknownAvatar,
+    UnknownVoice,
+    VoiceInfo,
+)
 from talker.faults import FaultConfig, FaultInjector
-from talker.limiter import Job, SynthesisLimiter
-from talker.metrics import FAULT_KINDS, TalkerMetrics
+from talker.limiter import Job, Overloaded, QueueTimeout, RunTimeout, SynthesisLimiter
+from talker.metrics import FAULT_KINDS, RejectReason, TalkerMetrics
+from talker.openai_voices import resolve_voice
+from talker.refusals import Refusal, RefusalKind, invalid, unknown_value
 from talker.settings import Settings
 from talker.streaming import OpenStream, Produce, StreamSink, StreamSpec, open_stream
 from talker.talk_stream import TalkStream
@@ -28,6 +45,7 @@ from talker.tts import SpeechStream
 from talker.tts.prosody import min_audio_seconds, prosody_for
 
 log = logging.getLogger("talker.service")
+
 
 class PipelineLike(Protocol):
     """What the service needs from talker.pipeline.Pipeline."""
@@ -84,25 +102,18 @@ class SpeechRequest:
     avatar: str | None = None
 
 
-class AudioTooLong(Exception):
-    def __init__(self, expected_s: float, limit_s: float) -> None:
-        super().__init__(f"about {expected_s:.0f} s of audio; at most {limit_s:g} s")
-        self.expected_s = expected_s
-        self.limit_s = limit_s
-
-
 class TalkerService:
     def __init__(self, settings: Settings, pipeline: PipelineLike, metrics: TalkerMetrics) -> None:
-        self.settings = settings
-        self.pipeline = pipeline
-        self.metrics = metrics
+        self._settings = settings
+        self._pipeline = pipeline
+        self._metrics = metrics
         self.record_metrics = settings.metrics_enabled
         # SHA-256 of each key (empty: /v1 is open): compared digest to digest, so the time a comparison takes
         # says nothing about a key's length or prefix.
-        self.api_key_digests = [hashlib.sha256(key.encode()).digest() for key in settings.api_key_list()]
-        self.openai_voice_map = settings.openai_voices()  # OpenAI voice name -> voice id
-        self.faults = FaultInjector()
-        self.limiter = SynthesisLimiter(settings.max_concurrency, settings.max_queue, on_change=self._on_slots)
+        self._api_key_digests = [hashlib.sha256(key.encode()).digest() for key in settings.api_key_list()]
+        self._openai_voice_map = settings.openai_voices()  # OpenAI voice name -> voice id
+        self._faults = FaultInjector()
+        self._limiter = SynthesisLimiter(settings.max_concurrency, settings.max_queue, on_change=self._on_slots)
         self.state = "loading"  # loading -> ready | failed
         self.load_seconds: dict[str, float] = {}
         self.engine_devices: list[EngineDevice] = []
@@ -119,12 +130,12 @@ class TalkerService:
     def _load(self) -> None:
         started = time.monotonic()
         try:
-            self.load_seconds = dict(self.pipeline.load())
+            self.load_seconds = dict(self._pipeline.load())
             for engine, seconds in self.load_seconds.items():
-                self.metrics.model_load_seconds.labels(engine).set(seconds)
-            self.metrics.set_build_info(tts_engine=self.pipeline.default_engine, device=self.pipeline.device)
-            self.engine_devices = self.pipeline.engine_devices()
-            self.metrics.set_engine_devices(self.engine_devices)
+                self._metrics.model_load_seconds.labels(engine).set(seconds)
+            self._metrics.set_build_info(tts_engine=self._pipeline.default_engine, device=self._pipeline.device)
+            self.engine_devices = self._pipeline.engine_devices()
+            self._metrics.set_engine_devices(self.engine_devices)
             for fallback in (d for d in self.engine_devices if d.cpu_fallback):
                 log.warning("%s runs on the CPU although a GPU was requested or is available (%s)",
                             fallback.engine, fallback.provider)
@@ -136,14 +147,14 @@ class TalkerService:
         log.info(
             "engines ready",
             extra={
-                "device": self.pipeline.device,
+                "device": self._pipeline.device,
                 "load_seconds": self.load_seconds,
                 "total_seconds": round(time.monotonic() - started, 3),
             },
         )
 
     def shutdown(self) -> None:
-        self.limiter.shutdown()
+        self._limiter.shutdown()
 
     # --- readiness -------------------------------------------------------------------------------
     @property
@@ -152,75 +163,167 @@ class TalkerService:
 
     @property
     def ready(self) -> bool:
-        return self.loaded and not self.faults.config.not_ready
+        return self.loaded and not self._faults.config.not_ready
 
     def readiness(self) -> dict[str, Any]:
         status = self.state
-        if self.loaded and self.faults.config.not_ready:
+        if self.loaded and self._faults.config.not_ready:
             status = "not_ready (injected fault)"
         engines = _by_engine(self.engine_devices)
         return {
             "ready": self.ready,
             "status": status,
-            "device": self.pipeline.device if self.loaded else None,
-            "default_engine": self.pipeline.default_engine if self.loaded else None,
+            "device": self._pipeline.device if self.loaded else None,
+            "default_engine": self._pipeline.default_engine if self.loaded else None,
             "engines": sorted(self.load_seconds),
             "load_seconds": {k: round(v, 3) for k, v in self.load_seconds.items()},
-            "concurrency_limit": self.limiter.max_concurrency,
-            "queue_limit": self.limiter.max_queue,
+            "concurrency_limit": self._limiter.max_concurrency,
+            "queue_limit": self._limiter.max_queue,
             # What each engine really runs on: onnxruntime provider or torch device type, and whether that is
             # the CPU although a GPU was requested or available (a silent fallback made visible).
             "engine_providers": {engine: sorted({d.provider for d in group}) for engine, group in engines.items()},
             "cpu_fallback": {engine: any(d.cpu_fallback for d in group) for engine, group in engines.items()},
         }
 
+    def admit(self) -> None:
+        """Let a /v1 request in, or refuse it: the error_rate fault picked it (500), engines not loaded (503)."""
+        if self._faults.should_fail():
+            raise Refusal(RefusalKind.INJECTED_FAULT, "injected fault",
+                          detail="error_rate fault injection is active (POST /admin/faults)")
+        if not self.loaded:
+            raise Refusal(RefusalKind.NOT_READY, "not ready", detail=f"engines are {self.state}", retry_after_s=5)
+
+    # --- who may call --------------------------------------------------------------------------------
+    @property
+    def api_keys_required(self) -> bool:
+        return bool(self._api_key_digests)  # False: /v1 is the open demo
+
+    def accepts_api_key(self, given: str) -> bool:
+        candidate = hashlib.sha256(given.encode()).digest()
+        matched = False
+        for key in self._api_key_digests:  # every key compared, each in constant time: timing tells nothing
+            matched |= hmac.compare_digest(candidate, key)  # about which is close
+        return matched
+
+    @property
+    def admin_enabled(self) -> bool:
+        return self._settings.admin_token is not None  # TALKER_ADMIN_TOKEN(_FILE)
+
+    def accepts_admin_token(self, given: str) -> bool:
+        token = self._settings.admin_token
+        return token is not None and hmac.compare_digest(given.encode(), token.get_secret_value().encode())
+
+    # --- what there is -------------------------------------------------------------------------------
+    def voices(self) -> list[VoiceInfo]:
+        return self._pipeline.voices()
+
+    def avatars(self) -> list[AvatarInfo]:
+        return self._pipeline.avatars()
+
+    @property
+    def default_voice(self) -> str:
+        return self._settings.default_voice
+
+    @property
+    def default_avatar(self) -> str:
+        return self._settings.default_avatar
+
+    @property
+    def emotions(self) -> tuple[str, ...]:
+        return EMOTIONS
+
+    @property
+    def log_text(self) -> bool:
+        return self._settings.log_text  # request text in log lines (TALKER_LOG_TEXT)
+
+    def metrics_exposition(self) -> bytes:
+        return self._metrics.exposition()
+
     # --- faults ----------------------------------------------------------------------------------
-    def set_faults(self, config: FaultConfig) -> None:
-        self.faults.set(config)
+    def fault_state(self) -> dict[str, Any]:
+        config = self._faults.config
+        return {"faults": config.as_dict(), "active": config.active_kinds()}
+
+    def set_faults(self, *, error_rate: float, extra_latency_ms: float, not_ready: bool) -> None:
+        self._faults.set(FaultConfig(error_rate, extra_latency_ms, not_ready))
         self._show_faults()
 
     def clear_faults(self) -> None:
-        self.faults.clear()
+        self._faults.clear()
         self._show_faults()
 
     def _show_faults(self) -> None:
-        active = self.faults.config.active_kinds()
+        active = self._faults.config.active_kinds()
         for kind in FAULT_KINDS:
-            self.metrics.fault_active.labels(kind).set(1.0 if active[kind] else 0.0)
+            self._metrics.fault_active.labels(kind).set(1.0 if active[kind] else 0.0)
 
-    # --- work ------------------------------------------------------------------------------------
-    def check_audio_budget(self, req: SpeechRequest) -> None:
-        """Refuse up front a text that surely says more than TALKER_MAX_AUDIO_SECONDS (raises AudioTooLong)."""
+    # --- validation: the one place a request is checked against limits and catalogue -------------------
+    def speech_request(self, text: str, *, voice: str | None, emotion: str, speed: float,
+                       avatar: str | None = None) -> SpeechRequest:
+        """A request for /v1/tts, /v1/talk(/stream); raises Refusal (INVALID) naming the first bad field."""
+        self._check_text_length(text, field="text")
+        if voice is not None and not self._pipeline.has_voice(voice):
+            raise unknown_value("voice", [v.id for v in self._pipeline.voices()])
+        if avatar is not None and not self._pipeline.has_avatar(avatar):
+            raise unknown_value("avatar", [a.id for a in self._pipeline.avatars()])
+        req = SpeechRequest(text=text, voice=voice, emotion=emotion, speed=speed, avatar=avatar)
+        self._check_audio_budget(req, field="text")
+        return req
+
+    def openai_speech_request(self, *, model: str, text: str, voice: str, speed: float) -> SpeechRequest:
+        """A request from OpenAI's names (openai_voices.py): the text is its `input`."""
+        self._check_text_length(text, field="input")
+        voice_id = resolve_voice(self._pipeline, self._openai_voice_map, model, voice)
+        req = SpeechRequest(text=text, voice=voice_id, emotion="neutral", speed=speed)
+        self._check_audio_budget(req, field="input")
+        return req
+
+    def _check_text_length(self, text: str, *, field: str) -> None:
+        limit = self._settings.max_text_chars
+        if len(text) > limit:
+            raise invalid("text too long", field=field, detail=f"at most {limit} characters, got {len(text)}",
+                          max_chars=limit)
+
+    def _check_audio_budget(self, req: SpeechRequest, *, field: str) -> None:
+        """Refuse up front a text that surely says more than TALKER_MAX_AUDIO_SECONDS."""
         expected = min_audio_seconds(req.text, prosody_for(req.emotion, req.speed))
-        if expected > self.settings.max_audio_seconds:
-            raise AudioTooLong(expected, self.settings.max_audio_seconds)
+        limit = self._settings.max_audio_seconds
+        if expected > limit:
+            raise invalid("audio too long", field=field,
+                          detail=f"this text at this speed makes about {expected:.0f} s of audio or more; "
+                                 f"at most {limit:g} s (TALKER_MAX_AUDIO_SECONDS)",
+                          max_audio_seconds=limit)
+
+    # --- work (every job raises Refusal when it is not done: see _refusals) ----------------------------
 
     async def synthesize(self, req: SpeechRequest) -> SpeechOutput:
         def job(stop: threading.Event) -> SpeechOutput:
             self._inject_latency(stop)
-            return self.pipeline.synthesize(
+            return self._pipeline.synthesize(
                 req.text, voice=req.voice, emotion=req.emotion, speed=req.speed, should_stop=stop.is_set,
-                max_seconds=self.settings.max_audio_seconds,
+                max_seconds=self._settings.max_audio_seconds,
             )
 
-        out = await self._run(job)
+        with _refusals():
+            out: SpeechOutput = await self._run(job)
         self._count(out.engine, out.characters, out.audio_seconds, out.timings)
         return out
 
     async def talk(self, req: SpeechRequest) -> TalkOutput:
         def job(stop: threading.Event) -> TalkOutput:
             self._inject_latency(stop)
-            return self.pipeline.talk(
+            return self._pipeline.talk(
                 req.text,
                 avatar=req.avatar,
                 voice=req.voice,
                 emotion=req.emotion,
                 speed=req.speed,
                 should_stop=stop.is_set,
-                max_seconds=self.settings.max_audio_seconds,
+                max_seconds=self._settings.max_audio_seconds,
             )
 
-        out = await self._run(job)
+        with _refusals():
+            out: TalkOutput = await self._run(job)
         self._count(out.engine, out.characters, out.audio_seconds, out.timings, frames=out.frames)
         return out
 
@@ -230,16 +333,16 @@ class TalkerService:
 
         With sse, the audio travels in OpenAI's `speech.audio.delta` events, then `speech.audio.done`."""
         spec = StreamSpec(
-            kind="audio", route=route, engine=self.pipeline.engine_of(req.voice),
+            kind="audio", route=route, engine=self._pipeline.engine_of(req.voice),
             media_type="text/event-stream" if sse else MEDIA_TYPES[fmt],
-            buffer_bytes=self.settings.stream_buffer_bytes, write_timeout_s=self.settings.stream_write_timeout_s,
+            buffer_bytes=self._settings.stream_buffer_bytes, write_timeout_s=self._settings.stream_write_timeout_s,
         )
 
         def produce(sink: StreamSink, stop: threading.Event) -> SpeechStream:
             self._inject_latency(stop)
-            speech = self.pipeline.stream_speech(
+            speech = self._pipeline.stream_speech(
                 req.text, voice=req.voice, emotion=req.emotion, speed=req.speed, should_stop=stop.is_set,
-                max_seconds=self.settings.max_audio_seconds,
+                max_seconds=self._settings.max_audio_seconds,
             )
             emit = (lambda data: sink.put(sse_delta(data))) if sse else sink.put
             encoder = open_encoder(fmt, speech.sample_rate, emit)  # ffmpeg starts while the first piece is made
@@ -253,7 +356,8 @@ class TalkerService:
                 sink.put(sse_done(input_characters=len(req.text)))
             return speech
 
-        return await self.open_stream(spec, produce, on_end=self._count_stream)
+        with _refusals():
+            return await self._open_stream(spec, produce, on_end=self._count_stream)
 
     async def talk_stream(self, req: SpeechRequest, *, route: str) -> OpenStream[TalkStream]:
         """A talking-head video as fragmented MP4 (stream_encode.MIME_TYPE), sent as it is rendered.
@@ -261,15 +365,15 @@ class TalkerService:
         The init segment waits for the first media segment, so the stream's first bytes (and
         talker_time_to_first_frame_seconds) are the first video frames, not just the codec header."""
         spec = StreamSpec(
-            kind="video", route=route, engine=self.pipeline.engine_of(req.voice), media_type=FMP4_MIME_TYPE,
-            buffer_bytes=self.settings.stream_buffer_bytes, write_timeout_s=self.settings.stream_write_timeout_s,
+            kind="video", route=route, engine=self._pipeline.engine_of(req.voice), media_type=FMP4_MIME_TYPE,
+            buffer_bytes=self._settings.stream_buffer_bytes, write_timeout_s=self._settings.stream_write_timeout_s,
         )
 
         def produce(sink: StreamSink, stop: threading.Event) -> TalkStream:
             self._inject_latency(stop)
-            talk = self.pipeline.talk_stream(
+            talk = self._pipeline.talk_stream(
                 req.text, avatar=req.avatar, voice=req.voice, emotion=req.emotion, speed=req.speed,
-                should_stop=stop.is_set, max_seconds=self.settings.max_audio_seconds,
+                should_stop=stop.is_set, max_seconds=self._settings.max_audio_seconds,
             )
             held, frames_sent = b"", False
             try:
@@ -284,7 +388,8 @@ class TalkerService:
                 talk.close()  # a put() that raised (stream closed) leaves the generator open: stop it now
             return talk
 
-        return await self.open_stream(spec, produce, on_end=self._count_talk_stream)
+        with _refusals():
+            return await self._open_stream(spec, produce, on_end=self._count_talk_stream)
 
     def _count_talk_stream(self, stream: OpenStream[TalkStream]) -> None:
         talk = stream.result()
@@ -294,12 +399,12 @@ class TalkerService:
         if talk.truncated:
             self.count_truncated(stream.spec.route)
 
-    async def open_stream(self, spec: StreamSpec, produce: Produce[Any],
-                          on_end: Callable[[OpenStream[Any]], None] = lambda _: None) -> OpenStream[Any]:
+    async def _open_stream(self, spec: StreamSpec, produce: Produce[Any],
+                           on_end: Callable[[OpenStream[Any]], None] = lambda _: None) -> OpenStream[Any]:
         """Run produce(sink, stop) in a slot and return the stream once its first bytes exist (streaming.py).
 
         Raises like the other jobs (Overloaded, QueueTimeout, RunTimeout, ...) while no byte exists yet."""
-        metrics = self.metrics if self.record_metrics else None
+        metrics = self._metrics if self.record_metrics else None
         return await open_stream(spec, produce, self._run, metrics, on_end)
 
     def _count_stream(self, stream: OpenStream[SpeechStream]) -> None:
@@ -310,15 +415,21 @@ class TalkerService:
         if speech.truncated:
             self.count_truncated(stream.spec.route)
 
+    # --- counting -------------------------------------------------------------------------------------
     def count_truncated(self, route: str) -> None:
         if self.record_metrics:
-            self.metrics.audio_truncated.labels(route).inc()
+            self._metrics.audio_truncated.labels(route).inc()
+
+    def count_rejection(self, reason: RejectReason) -> None:
+        """The one place a refused request is counted (talker_requests_rejected_total{reason})."""
+        if self.record_metrics:
+            self._metrics.rejected.labels(reason.value).inc()
 
     async def _run(self, job: Job[Any]) -> Any:
-        return await self.limiter.run(job, self.settings.request_timeout_s)
+        return await self._limiter.run(job, self._settings.request_timeout_s)
 
     def _inject_latency(self, stop: threading.Event) -> None:
-        delay = self.faults.extra_latency_s
+        delay = self._faults.extra_latency_s
         # Waiting on the stop event (not sleeping) lets a timed-out request free its slot at once.
         if delay > 0 and stop.wait(delay):
             raise Cancelled()
@@ -327,14 +438,35 @@ class TalkerService:
         self, engine: str, characters: int, audio_seconds: float, timings: dict[str, float], frames: int = 0
     ) -> None:
         if self.record_metrics:
-            self.metrics.observe_synthesis(
+            self._metrics.observe_synthesis(
                 engine=engine, characters=characters, audio_seconds=audio_seconds, timings=timings, frames=frames
             )
 
     def _on_slots(self, active: int, waiting: int) -> None:
-        self.metrics.active_sessions.set(active)
-        self.metrics.queue_depth.set(waiting)
+        self._metrics.active_sessions.set(active)
+        self._metrics.queue_depth.set(waiting)
 
+
+
+@contextlib.contextmanager
+def _refusals() -> Iterator[None]:
+    """The limiter's and the engines' ways of not finishing a job, as the service's Refusals."""
+    try:
+        yield
+    except Overloaded as exc:
+        raise Refusal(RefusalKind.OVERLOADED, "overloaded",
+                      detail="all synthesis slots and queue places are taken; retry later",
+                      retry_after_s=exc.retry_after_s) from None
+    except QueueTimeout:
+        raise Refusal(RefusalKind.QUEUE_TIMEOUT, "timed out waiting for a free slot",
+                      detail="the request waited in the queue past its deadline", retry_after_s=5) from None
+    except (RunTimeout, Cancelled):
+        raise Refusal(RefusalKind.RUN_TIMEOUT, "timed out",
+                      detail="synthesis ran past TALKER_REQUEST_TIMEOUT_S and was stopped") from None
+    except UnknownVoice:  # only the configured default voice gets here: named voices are checked up front
+        raise Refusal(RefusalKind.INVALID, "unknown voice", field="voice") from None
+    except UnknownAvatar:
+        raise Refusal(RefusalKind.INVALID, "unknown avatar", field="avatar") from None
 
 
 def _by_engine(devices: list[EngineDevice]) -> dict[str, list[EngineDevice]]:
