@@ -13,6 +13,7 @@ servers (compose runs it as the one-shot `config-init` service). It changes only
 - SMTP auth: `smtp_auth_password_file` from SMTP_AUTH_PASSWORD_FILE, else the password from
   SMTP_AUTH_PASSWORD; both auth fields dropped when SMTP_AUTH_USERNAME is empty;
 - timings per profile (scrape/evaluation intervals, alert `for` caps, Alertmanager group timers);
+- the expected talker replica count (TALKER_REPLICAS) in rules/replicas_expected.yml;
 - target addresses (`addresses`: service name -> host:port, by default where stack.defaults says compose
   runs them; talker's DNS discovery of every compose replica becomes one static target), the
   `gpu_expected` target label and the dcgm-exporter job (`gpu`), external labels (CLUSTER_NAME, DEPLOY_ENV, STACK_BOX);
@@ -92,6 +93,8 @@ ENV_DEFAULTS: dict[str, str] = {
     "PROMETHEUS_REMOTE_WRITE_USERNAME": "",
     # The password (basic) or token (bearer), a path as Prometheus sees it (compose: the mounted secret).
     "PROMETHEUS_REMOTE_WRITE_CREDENTIALS_FILE": "/run/secrets/prometheus_remote_write",
+    # How many talker replicas Prometheus should find (compose: the talker service's deploy.replicas).
+    "TALKER_REPLICAS": "1",
 }
 URL_VARIABLES = ("GRAFANA_URL", "ALERTMANAGER_URL", "PROMETHEUS_URL", "RUNBOOK_BASE_URL")
 PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
@@ -99,6 +102,9 @@ PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
 SAFE_URL = re.compile(r"^https?://[^\s\"'<>{}`]+$")
 SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/@+-]+$")
 BOX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+MAX_REPLICAS = 256
+# The one expression of prometheus/rules/replicas_expected.yml that TALKER_REPLICAS replaces.
+EXPECTED_REPLICAS = re.compile(r"(?m)^(\s+- record: talker:replicas:expected\n\s+expr: )vector\(1\)$")
 
 
 @dataclass(frozen=True)
@@ -177,6 +183,10 @@ def _settings(env: Mapping[str, str]) -> dict[str, str]:
         values[name] = values[name].rstrip("/")
         if not SAFE_URL.match(values[name]):
             raise RenderError(f"{name} must be an http(s) URL without spaces, quotes or braces: {values[name]!r}")
+    replicas = values["TALKER_REPLICAS"].strip()
+    if not replicas.isdigit() or not 1 <= int(replicas) <= MAX_REPLICAS:
+        raise RenderError(f"TALKER_REPLICAS must be a whole number from 1 to {MAX_REPLICAS}: {replicas!r}")
+    values["TALKER_REPLICAS"] = str(int(replicas))
     if not SAFE_PATH.match(values["RELAY_WEBHOOK_TOKEN_FILE"]):
         raise RenderError(f"RELAY_WEBHOOK_TOKEN_FILE must be an absolute path: {values['RELAY_WEBHOOK_TOKEN_FILE']!r}")
     return values
@@ -339,6 +349,10 @@ def _render_prometheus(
         # A plain text replacement keeps the comments; the URL was checked against SAFE_URL (no spaces,
         # quotes or braces), so it cannot change the YAML around it.
         text = source.read_text(encoding="utf-8").replace(RUNBOOK_SOURCE, values["RUNBOOK_BASE_URL"])
+        if source.name == "replicas_expected.yml":
+            text, found = EXPECTED_REPLICAS.subn(rf"\g<1>vector({values['TALKER_REPLICAS']})", text)
+            if found != 1:
+                raise RenderError(f"{source}: talker:replicas:expected must be written `expr: vector(1)`")
         if profile is None:
             target.write_text(text, encoding="utf-8")  # verbatim keeps the comments for whoever reads the volume
             continue

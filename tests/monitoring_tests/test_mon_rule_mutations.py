@@ -100,7 +100,8 @@ def unit_tests_of(alert: str | None, rule_files: list[Path], directory: Path) ->
         tests = [t for t in document["tests"] if alert is None
                  or any(c["alertname"] == alert for c in t.get("alert_rule_test", []))]
         if tests:
-            document.update(tests=tests, rule_files=[str(f) for f in rule_files])
+            copies = {f.name: f for f in rule_files}  # each test keeps its own rule files, read from the copies
+            document.update(tests=tests, rule_files=[str(copies[Path(f).name]) for f in document["rule_files"]])
             target = directory / path.name
             target.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8")
             out.append(target)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from monitoring_tests.mon_helpers import REPO_ROOT, assert_metric_names_defined, run_tool
 
-from stack.config_render import RenderedConfig
+from stack.config_render import RenderedConfig, RenderError, render
 
 PROMETHEUS_DIR = REPO_ROOT / "prometheus"
 UNIT_TEST_FILES = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
@@ -20,9 +20,9 @@ RUNBOOK = REPO_ROOT / "docs" / "runbook.md"
 RUNBOOK_BASE = "https://github.com/talker-stack/talker-stack/blob/main/docs/runbook.md#"
 # The dead man's switch fires by design; a "must not fire" case cannot exist for it.
 ALWAYS_FIRING = {"Watchdog"}
-# Alerts about the whole service (SLO burn) or a missing target have no instance to name.
-NO_INSTANCE = {"TalkerAbsent", "TalkerAvailabilityErrorBudgetBurn", "TalkerLatencyErrorBudgetBurn",
-               "TalkerTTFAErrorBudgetBurn", "Watchdog"}
+# Alerts about the whole service (SLO burn, replica count) or a missing target have no instance to name.
+NO_INSTANCE = {"TalkerAbsent", "TalkerReplicaMissing", "TalkerAvailabilityErrorBudgetBurn",
+               "TalkerLatencyErrorBudgetBurn", "TalkerTTFAErrorBudgetBurn", "Watchdog"}
 
 
 def alert_rules() -> list[dict]:
@@ -138,3 +138,30 @@ def test_latency_slo_bucket_exists_in_talker_histogram() -> None:
     from talker.metrics import DURATION_BUCKETS
 
     assert 2.0 in DURATION_BUCKETS, "talker_http_request_duration_seconds needs a 2.0 s bucket for the latency SLO"
+
+
+def test_talker_replicas_is_rendered_into_the_expected_count(tmp_path: Path) -> None:
+    """TALKER_REPLICAS (compose's deploy.replicas) becomes talker:replicas:expected, evaluated by real promtool."""
+    rendered = render(tmp_path / "out", profile="fast", env={"TALKER_REPLICAS": "3"})
+    unit_test = tmp_path / "expected_test.yml"
+    unit_test.write_text(yaml.safe_dump({
+        "rule_files": [str(rendered.rules_dir / "replicas_expected.yml")],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "promql_expr_test": [{
+            "expr": "talker:replicas:expected", "eval_time": "1m",
+            "exp_samples": [{"labels": 'talker:replicas:expected{job="talker"}', "value": 3}]}]}],
+    }), encoding="utf-8")
+    result = run_tool("promtool", "test", "rules", unit_test)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "257", "two", "-1", "1.5"])
+def test_talker_replicas_outside_1_to_256_is_refused_by_name(tmp_path: Path, value: str) -> None:
+    with pytest.raises(RenderError, match="TALKER_REPLICAS"):
+        render(tmp_path / "out", profile="fast", env={"TALKER_REPLICAS": value})
+
+
+def test_talker_replicas_bounds_are_accepted(tmp_path: Path) -> None:
+    for value in ("1", "256"):
+        rendered = render(tmp_path / value, profile="fast", env={"TALKER_REPLICAS": value})
+        assert f"expr: vector({value})" in (rendered.rules_dir / "replicas_expected.yml").read_text(encoding="utf-8")

@@ -1,8 +1,9 @@
 """docker-compose.yml for real: Docker engine + Compose v2 installed and started here, every image built
 offline (stand-ins for the upstream images from Debian packages, ours from a host wheel directory), the
-stack brought up with `--wait` and two talker replicas (`--scale talker=2`): Prometheus must scrape both
+stack brought up with `--wait` and two talker replicas (`TALKER_REPLICAS=2`): Prometheus must scrape both
 (DNS discovery), talker-lb must spread requests over both, then `make smoke`'s checks run on its network
-(the fault drill on every replica), then `down -v`. Prints the time from `up` to both targets up.
+(the fault drill on every replica), then one replica is stopped and TalkerReplicaMissing must come up in
+Prometheus, then `down -v`. Prints the time from `up` to both targets up.
 
 The hardening is checked on the running containers: from inside talker nothing of the monitoring and
 alerting side answers (while the relay, on that side, reaches it all: the probe can tell), `docker inspect`
@@ -49,6 +50,7 @@ def compose_env(project: str, secrets_dir: Path) -> dict[str, str]:
         "SECRETS_DIR": str(secrets_dir),
         "ALERT_PROFILE": "fast",
         "PROMETHEUS_RESEND_DELAY": "1s",
+        "TALKER_REPLICAS": str(REPLICAS),  # deploy.replicas, and the count config-init renders for the rules
         "PYTHON_BASE_IMAGE": images.PYTHON_IMAGE,
         "PIP_NO_INDEX": "1",
         "PROMETHEUS_IMAGE": images.STANDIN_IMAGES["prometheus"],
@@ -224,12 +226,12 @@ def test_stack_compose_up_and_smoke_offline(project_env: dict[str, str], capsys:
         print("[compose-e2e] NOTE: Grafana is not started: no Grafana image can exist offline "
               "(its provisioning is covered by the monitoring tests).", flush=True)
         up_started = time.monotonic()
-        up = compose(project_env, "up", "-d", "--wait", "--scale", f"talker={REPLICAS}", *SERVICES, timeout=300)
+        up = compose(project_env, "up", "-d", "--wait", *SERVICES, timeout=300)
         if up.returncode != 0:
             logs = compose(project_env, "logs", "--tail=30", timeout=60)
             pytest.fail(f"compose up --wait failed:\n{up.stderr[-3000:]}\n--- logs ---\n{logs.stdout[-6000:]}")
         healthy = time.monotonic() - up_started
-        step(f"compose up --wait --scale talker={REPLICAS}: all services healthy", started)
+        step(f"compose up --wait (TALKER_REPLICAS={REPLICAS}): all services healthy", started)
 
         try:
             instances = poll_until(lambda: len(talker_targets_up(project_env)) == REPLICAS
@@ -294,7 +296,27 @@ def test_stack_compose_up_and_smoke_offline(project_env: dict[str, str], capsys:
         check_talk_video(project_env)
         step("POST /v1/talk from the host: an MP4 made under a read-only root (scratch files in tmpfs /tmp)",
              started)
+        check_replica_lost(project_env)
+        step("one of two replicas stopped: it left DNS discovery and TalkerReplicaMissing came up", started)
     assert "alert path OK" in smoke.stdout
+
+
+def check_replica_lost(env: dict[str, str]) -> None:
+    """A stopped replica vanishes from Docker's DNS (no `up == 0` for TalkerDown): the expected count catches it."""
+
+    def replica_alert() -> list[dict[str, Any]]:
+        return [alert for alert in prometheus_api(env, "/api/v1/alerts")["alerts"]
+                if alert["labels"]["alertname"] == "TalkerReplicaMissing"]
+
+    assert replica_alert() == [], "TalkerReplicaMissing before any replica was lost"
+    victim = compose(env, "ps", "-q", "talker", timeout=60).stdout.split()[0]
+    subprocess.run(["docker", "stop", "--time", "5", victim], capture_output=True, text=True, check=True)
+    try:
+        alerts = poll_until(replica_alert, timeout=90, interval=1, what="TalkerReplicaMissing in Prometheus")
+    except TimeoutError as exc:
+        pytest.fail(f"{exc}\ntargets: {talker_targets_up(env)}")
+    assert alerts[0]["labels"]["severity"] == "warning", alerts
+    assert alerts[0]["annotations"]["summary"].endswith(f"只发现 1 个副本，期望 {REPLICAS} 个"), alerts
 
 
 def check_talk_video(env: dict[str, str]) -> None:
