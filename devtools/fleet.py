@@ -14,15 +14,12 @@ bcrypt hash). Credentials reach the box's Prometheus only as files.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import secrets
 import statistics
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +28,7 @@ import bcrypt
 import yaml
 
 from stack.config_render import RenderedConfig, render
+from stack.http_client import get_json, get_text, request
 from stack.procs import ManagedProcess, free_port, poll_until, wait_http
 from stack.prometheus_text import metric_sum
 
@@ -163,12 +161,11 @@ class LocalFleet:
     # -- queries ----------------------------------------------------------------------------------------------
     def _get(self, where: str, path: str, params: dict[str, str]) -> dict[str, Any]:
         url = f"{self.urls[where]}{path}?{urllib.parse.urlencode(params)}"
-        request = urllib.request.Request(url)  # noqa: S310 - local URLs only
+        headers = {}
         if where == "central":
             auth = base64.b64encode(f"{CENTRAL_USER}:{self.central_password}".encode()).decode()
-            request.add_header("Authorization", f"Basic {auth}")
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - local URLs only
-            payload: dict[str, Any] = json.loads(response.read())
+            headers["Authorization"] = f"Basic {auth}"
+        payload: dict[str, Any] = get_json(url, headers=headers)
         if payload.get("status") != "success":
             raise RuntimeError(f"{where} {path} {params}: {payload}")
         return payload
@@ -180,20 +177,10 @@ class LocalFleet:
 
     def box_metric(self, name: str, /, **labels: str) -> float:
         """Sum of a metric in the box Prometheus' own exposition (e.g. its remote-storage counters)."""
-        with urllib.request.urlopen(f"{self.urls['box']}/metrics", timeout=10) as response:  # noqa: S310
-            text = response.read().decode()
-        return metric_sum(text, name, **labels)
+        return metric_sum(get_text(f"{self.urls['box']}/metrics"), name, **labels)
 
     def talk(self, path: str, body: dict[str, Any]) -> int:
-        request = urllib.request.Request(  # noqa: S310 - local URL
-            f"{self.urls['talker']}{path}", data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"}, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - local URL
-                response.read()
-                return int(response.status)
-        except urllib.error.HTTPError as error:
-            return int(error.code)
+        return request("POST", f"{self.urls['talker']}{path}", body, timeout=60).status
 
     def sample_delays(self, expr: str, *, samples: int, timeout: float = 120.0, interval: float = 0.1) -> Delays:
         """Poll both Prometheus for the raw samples of `expr` (one series) and time each new one's arrival.

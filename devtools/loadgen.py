@@ -19,13 +19,12 @@ import statistics
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from stack.defaults import LISTENERS
+from stack.http_client import RequestFailed, request
 
 SENTENCES = [
     "Hello, this is the talker demo.",
@@ -93,18 +92,9 @@ def pick_request(rng: random.Random, talk_share: float, bad_share: float,
 
 def send(base: str, path: str, body: bytes, timeout: float,
          on_first_bytes: Callable[[], None] | None = None) -> int:
-    req = urllib.request.Request(f"{base}{path}", data=body, method="POST",  # noqa: S310 - operator's URL
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
-            if on_first_bytes is not None and resp.read(1):
-                on_first_bytes()  # the first audio bytes of a stream arrived
-            resp.read()
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        exc.read()
-        return int(exc.code)
-    except (urllib.error.URLError, OSError):
+    try:  # on_first_bytes: the first audio bytes of a stream arrived
+        return request("POST", f"{base}{path}", data=body, timeout=timeout, on_first_bytes=on_first_bytes).status
+    except RequestFailed:
         return 0
 
 

@@ -1,65 +1,22 @@
 """Clients for each hop of the alert path: Prometheus → Alertmanager → dingtalk-relay → DingTalk, and email.
 
 Shared by `make smoke`, the end-to-end tests and the time-to-notify benchmark so they all look at the
-same evidence. Standard library only: the smoke test also runs inside the relay image on the compose
-network.
+same evidence. Standard library only (requests through stack.http_client): the smoke test also runs inside
+the relay image on the compose network.
 """
 
 from __future__ import annotations
 
-import json
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from stack.http_client import RequestFailed, get_json, get_text, request_json
 
 DINGTALK_FIRING_MARK = "【告警】"  # relay template: one per firing alert
 DINGTALK_RESOLVED_MARK = "【恢复】"
 MAIL_RESOLVED_MARK = "【已恢复】"  # Alertmanager email subject of a resolved group
-
-
-class HopError(RuntimeError):
-    """A request to one hop failed (connection refused, HTTP error): the message names the URL."""
-
-
-def request_json(method: str, url: str, body: Any = None, *, headers: Mapping[str, str] | None = None,
-                 timeout: float = 10.0) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - URLs from our own config
-    req.add_header("Accept", "application/json")
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    for key, value in (headers or {}).items():
-        req.add_header(key, value)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
-            raw = resp.read()
-            status = resp.status
-    except urllib.error.HTTPError as exc:
-        raw, status = exc.read(), exc.code
-    except (urllib.error.URLError, OSError) as exc:
-        raise HopError(f"{method} {url}: {exc}") from None
-    try:
-        return status, json.loads(raw) if raw else None
-    except ValueError:
-        return status, raw.decode(errors="replace")
-
-
-def get_json(url: str, timeout: float = 10.0) -> Any:
-    status, body = request_json("GET", url, timeout=timeout)
-    if status != 200:
-        raise HopError(f"GET {url}: HTTP {status}: {str(body)[:300]}")
-    return body
-
-
-def get_text(url: str, timeout: float = 10.0) -> str:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310
-            return str(resp.read().decode(errors="replace"))
-    except (urllib.error.URLError, OSError) as exc:
-        raise HopError(f"GET {url}: {exc}") from None
 
 
 @dataclass
@@ -94,7 +51,7 @@ class Alertmanager:
     def post_alerts(self, alerts: list[dict[str, Any]]) -> None:
         status, body = request_json("POST", f"{self.base}/api/v2/alerts", alerts)
         if status != 200:
-            raise HopError(f"Alertmanager refused the alert: HTTP {status}: {str(body)[:300]}")
+            raise RequestFailed(f"Alertmanager refused the alert: HTTP {status}: {str(body)[:300]}")
 
     def alerts(self, **labels: str) -> list[dict[str, Any]]:
         query = urllib.parse.urlencode([("filter", f'{k}="{v}"') for k, v in labels.items()])

@@ -12,11 +12,11 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TypeVar
+
+from stack.http_client import http_status
 
 T = TypeVar("T")
 
@@ -43,17 +43,6 @@ def poll_until(check: Callable[[], T | None], *, timeout: float, interval: float
             detail = f" (last error: {last_error!r})" if last_error else ""
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what or check}{detail}")
         time.sleep(interval)
-
-
-def http_status(url: str, timeout: float = 2.0) -> int:
-    """HTTP status of a GET, or 0 when nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - local URLs only
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except (urllib.error.URLError, OSError):
-        return 0
 
 
 def wait_http(url: str, *, timeout: float = 60.0, status: int = 200, proc: ManagedProcess | None = None) -> None:

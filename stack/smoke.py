@@ -32,13 +32,11 @@ from stack.alertpath import (
     MAIL_RESOLVED_MARK,
     Alertmanager,
     DingTalkInbox,
-    HopError,
     MailApi,
     Prometheus,
-    get_text,
-    request_json,
 )
 from stack.defaults import LISTENERS
+from stack.http_client import RequestFailed, get_text, request_json
 from stack.procs import poll_until
 from stack.prometheus_text import metric_sum, samples
 
@@ -101,7 +99,7 @@ def wait_hop(clock: HopClock, hop: str, check: Any, timeout: float, evidence: An
 def relay_evidence(ep: Endpoints) -> str:
     try:
         text = get_text(f"{ep.relay}/metrics")
-    except HopError as exc:
+    except RequestFailed as exc:
         return f"relay metrics unavailable: {exc}"
     lines = [f"  notifications {s.labels} = {s.value:g}" for s in samples(text, "dingtalk_relay_notifications_total")]
     lines += [f"  DingTalk errcode {s.labels.get('errcode')} ({s.labels.get('target')}) x{s.value:g}"
@@ -117,7 +115,7 @@ def relay_evidence(ep: Endpoints) -> str:
 def alertmanager_evidence(ep: Endpoints, integration: str) -> str:
     try:
         text = Alertmanager(ep.alertmanager).metrics()
-    except HopError as exc:
+    except RequestFailed as exc:
         return f"Alertmanager metrics unavailable: {exc}"
     sent = metric_sum(text, "alertmanager_notifications_total", integration=integration)
     failed = metric_sum(text, "alertmanager_notifications_failed_total", integration=integration)
@@ -137,7 +135,7 @@ def rule_evidence(ep: Endpoints, alertname: str) -> str:
         return (f"rule {alertname} state={rule.get('state')} health={rule.get('health')} "
                 f"lastError={rule.get('lastError') or '-'}\n  expr: {rule['query'].strip()}\n"
                 f"  current value: {shown}\n  talker scrape targets: {health or 'none'}")
-    except (HopError, KeyError) as exc:
+    except (RequestFailed, KeyError) as exc:
         return f"Prometheus unavailable: {exc}"
 
 
@@ -151,11 +149,11 @@ class Channels:
         self.inbox = DingTalkInbox(ep.dingtalk) if ep.dingtalk else None
         try:
             self.mail_before = self.mail.ids()
-        except HopError as exc:
+        except RequestFailed as exc:
             raise SmokeFailure("email (Mailpit API) reachable", f"{exc} (is the mail sink running?)") from None
         try:
             self.inbox_before = len(self.inbox.messages()) if self.inbox else 0
-        except HopError as exc:
+        except RequestFailed as exc:
             raise SmokeFailure("DingTalk stand-in inbox reachable",
                                f"{exc} (for real DingTalk pass --dingtalk '' / SMOKE_DINGTALK_URL=)") from None
         self.sent_before = self._relay_sent()
@@ -164,7 +162,7 @@ class Channels:
         try:
             return metric_sum(get_text(f"{self.ep.relay}/metrics"), "dingtalk_relay_notifications_total",
                               outcome="sent")
-        except HopError:
+        except RequestFailed:
             return 0.0
 
     def dingtalk_has(self, *needles: str) -> bool:
@@ -197,7 +195,7 @@ def synthetic_alert(ep: Endpoints, timeout: float) -> dict[str, float]:
     clock = HopClock()
     try:
         am.post_alerts([alert])
-    except HopError as exc:
+    except RequestFailed as exc:
         raise SmokeFailure("Alertmanager accepts the alert", str(exc)) from None
     wait_hop(clock, "Alertmanager has the alert", lambda: am.alerts(smoke_id=smoke_id), 30,
              lambda: "POST /api/v2/alerts answered 200 but the alert is not listed")
@@ -215,7 +213,7 @@ def check_relay_closed(ep: Endpoints) -> None:
     """Alertmanager got through with its token; a caller without one must not (nothing open by default)."""
     try:
         status, body = request_json("POST", f"{ep.relay}/heartbeat", {}, timeout=10)
-    except HopError as exc:
+    except RequestFailed as exc:
         raise SmokeFailure("relay refuses webhooks without the bearer token", str(exc)) from None
     if status != 401:
         raise SmokeFailure("relay refuses webhooks without the bearer token",
@@ -238,7 +236,7 @@ class Traffic:
             started = time.monotonic()
             try:
                 status, _ = request_json("POST", f"{self.talker}/v1/tts", {"text": "smoke test"}, timeout=10)
-            except HopError:
+            except RequestFailed:
                 status = 0
             self.statuses[status] += 1
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
@@ -345,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     except SmokeFailure as failure:
         print(f"\nFAILED at hop: {failure.hop}\n{failure.evidence}", file=sys.stderr, flush=True)
         return 1
-    except HopError as exc:
+    except RequestFailed as exc:
         print(f"\nFAILED: a component did not answer: {exc}", file=sys.stderr, flush=True)
         return 1
     print("[smoke] alert path OK: " + "; ".join(

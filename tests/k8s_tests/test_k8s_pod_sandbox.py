@@ -22,7 +22,8 @@ from k8s_tests.k8s_helpers import REPO_ROOT, one
 from k8s_tests.pod_sandbox import proc_status, sandbox_argv, write_secret
 
 from deploy.helm import chartctl
-from stack.procs import ManagedProcess, free_port, http_status, wait_http
+from stack.http_client import http_status
+from stack.procs import ManagedProcess, free_port, wait_http
 
 # What the image has world-readable under /opt/venv and /app: the interpreter and this checkout.
 REACHABLE = [Path(sys.executable), Path(sys.base_prefix), REPO_ROOT]

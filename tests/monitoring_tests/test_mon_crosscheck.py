@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import pytest
 from monitoring_tests.mon_helpers import REPO_ROOT, run_tool
 
 from devtools.devstack import DevStack
+from stack.http_client import request
 from stack.procs import poll_until
 from stack.prometheus_text import metric_sum, sample_names
 
@@ -38,14 +37,8 @@ def admin_headers(stack: DevStack) -> dict[str, str]:
 
 
 def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={
-        "Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
+    reply = request(method, url, body, headers=headers, timeout=60)
+    return reply.status, reply.body
 
 
 def prom_query(stack: DevStack, expr: str) -> list[dict[str, Any]]:

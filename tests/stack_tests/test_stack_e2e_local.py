@@ -19,9 +19,8 @@ from stack.alertpath import (
     Alertmanager,
     DingTalkInbox,
     MailApi,
-    get_text,
-    request_json,
 )
+from stack.http_client import get_text, request_json
 from stack.procs import poll_until
 from stack.prometheus_text import metric_sum
 

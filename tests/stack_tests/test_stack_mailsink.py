@@ -11,7 +11,8 @@ from email.message import EmailMessage
 import pytest
 
 from devtools.mailsink import MailSink
-from stack.alertpath import MailApi, request_json
+from stack.alertpath import MailApi
+from stack.http_client import request_json
 from stack.procs import free_port
 
 
