@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import yaml
 from dingtalk_relay.settings import RelaySettings
+from dingtalk_standin.server import DEFAULT_PORT as STANDIN_DEFAULT_PORT
 from talker.settings import Settings as TalkerSettings
 
 from devtools.devstack import DevStack, StackPorts, alert_timezone
@@ -91,6 +92,32 @@ def test_compose_ports_healthchecks_and_service_settings_use_the_one_source() ->
     assert int(talker_env["TALKER_PORT"]) == LISTENERS["talker"].port == TalkerSettings.model_fields["port"].default
     assert int(talker_env["TALKER_METRICS_PORT"]) == LISTENERS["talker_metrics"].port
     assert int(relay_env["RELAY_PORT"]) == LISTENERS["relay"].port == RelaySettings.model_fields["port"].default
+    assert STANDIN_DEFAULT_PORT == LISTENERS["dingtalk"].port
+
+
+# Each image's recipe and the compose service it runs as: its EXPOSE, healthcheck and start-up ports.
+IMAGE_RECIPES = {
+    "services/talker/Dockerfile": "talker",
+    "services/dingtalk-relay/Dockerfile": "dingtalk-relay",
+    "services/dingtalk-standin/Dockerfile": "dingtalk-standin",
+    "offline/recipes/mailpit/Dockerfile": "mailpit",
+    "offline/recipes/mailpit/mailpit.sh": "mailpit",
+    "offline/recipes/prometheus/Dockerfile": "prometheus",
+    "offline/recipes/alertmanager/Dockerfile": "alertmanager",
+    "offline/recipes/node-exporter/Dockerfile": "node-exporter",
+}
+RECIPE_PORT = re.compile(r"^EXPOSE ([\d ]+)$|127\.0\.0\.1:(\d+)|'(\d{4})'\)|_PORT=(\d+)|-port[\", ]+(\d+)",
+                         re.MULTILINE)
+
+
+def test_image_recipes_expose_and_check_the_ports_of_the_one_source() -> None:
+    seen = 0
+    for recipe, service in IMAGE_RECIPES.items():
+        text = (ROOT / recipe).read_text(encoding="utf-8")
+        ports = {int(port) for match in RECIPE_PORT.findall(text) for group in match for port in group.split()}
+        assert ports and ports <= ports_of(service), (recipe, sorted(ports), sorted(ports_of(service)))
+        seen += len(ports)
+    assert seen >= 10
 
 
 def test_compose_defaults_and_env_example_agree_with_each_other_and_the_one_source() -> None:

@@ -48,6 +48,9 @@ ERRMSG = {
     460101: "message too long, exceed 20000 bytes",
 }
 
+# Where compose and `make dev` run it (stack/defaults.py; tests/stack_tests/test_stack_defaults.py compares).
+DEFAULT_PORT = 8070
+
 
 @dataclass(frozen=True)
 class Robot:
@@ -370,7 +373,7 @@ class _Handler(BaseHTTPRequestHandler):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8070)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--robot", action="append", default=[], help="TOKEN[:SECRET[:KEYWORD]] (repeatable)")
     parser.add_argument("--rate-limit", type=int, default=20)
     parser.add_argument("--rate-window", type=float, default=60.0)
