@@ -35,6 +35,10 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, Session
 
 MAX_MESSAGES = 1000  # oldest dropped beyond this: a demo sink must not grow without bound
+# Mailpit's ports, which compose and `make dev` use. The sink ships alone in the offline Mailpit image, so it
+# cannot import stack.defaults: tests/stack_tests/test_stack_defaults.py compares them.
+SMTP_PORT = 1025
+HTTP_PORT = 8025
 
 
 def _address(value: str) -> dict[str, str]:
@@ -203,7 +207,7 @@ def _make_http_handler(mailbox: Mailbox) -> type[BaseHTTPRequestHandler]:
 class MailSink:
     """SMTP + HTTP servers sharing one in-memory mailbox; start()/stop() or use as a context manager."""
 
-    def __init__(self, host: str = "127.0.0.1", smtp_port: int = 1025, http_port: int = 8025,
+    def __init__(self, host: str = "127.0.0.1", smtp_port: int = SMTP_PORT, http_port: int = HTTP_PORT,
                  accept_any_auth: bool = True) -> None:
         self.mailbox = Mailbox()
         kwargs: dict[str, Any] = {}
@@ -235,8 +239,8 @@ class MailSink:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="SMTP sink with a Mailpit-compatible HTTP API")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--smtp-port", type=int, default=1025)
-    parser.add_argument("--http-port", type=int, default=8025)
+    parser.add_argument("--smtp-port", type=int, default=SMTP_PORT)
+    parser.add_argument("--http-port", type=int, default=HTTP_PORT)
     parser.add_argument("--no-auth", action="store_true", help="do not advertise SMTP AUTH")
     args = parser.parse_args(argv)
     sink = MailSink(args.host, args.smtp_port, args.http_port, accept_any_auth=not args.no_auth).start()

@@ -15,8 +15,8 @@ from dingtalk_relay.settings import RelaySettings
 from dingtalk_standin.server import DEFAULT_PORT as STANDIN_DEFAULT_PORT
 from talker.settings import Settings as TalkerSettings
 
+from devtools import mailsink
 from devtools.devstack import DevStack, StackPorts, alert_timezone
-from devtools.mailsink import MailSink
 from stack.config_render import CONFIG_SERVICES, DEFAULT_ADDRESSES, ENV_DEFAULTS
 from stack.defaults import ALERT_TIMEZONE, LISTENERS, LOCAL_HOST
 from stack.smoke import Endpoints
@@ -172,8 +172,8 @@ def test_dev_stack_smoke_and_mail_sink_default_to_the_one_source(monkeypatch: An
     for url in (in_compose.talker, in_compose.talker_metrics, in_compose.prometheus, in_compose.alertmanager,
                 in_compose.relay, in_compose.dingtalk, in_compose.mailpit):
         assert urlsplit(url).hostname in names, url
-    sink = inspect.signature(MailSink).parameters
-    assert (sink["smtp_port"].default, sink["http_port"].default) == (LISTENERS["smtp"].port,
-                                                                      LISTENERS["mail_http"].port)
+    assert (mailsink.SMTP_PORT, mailsink.HTTP_PORT) == (LISTENERS["smtp"].port, LISTENERS["mail_http"].port)
+    sink = inspect.signature(mailsink.MailSink).parameters
+    assert (sink["smtp_port"].default, sink["http_port"].default) == (mailsink.SMTP_PORT, mailsink.HTTP_PORT)
     monkeypatch.delenv("ALERT_TIMEZONE", raising=False)
     assert alert_timezone() == ALERT_TIMEZONE
