@@ -1,4 +1,4 @@
-"""Generate grafana/dashboards/*.json: `python grafana/build_dashboards.py` (then commit the JSON).
+"""Generate grafana/dashboards/*.json: `make dashboards` (python -m grafana.build_dashboards; then commit the JSON).
 
 Built with Grafana's own dashboard-as-code library, grafana-foundation-sdk, so every panel, query, variable and
 link is typed against Grafana's dashboard schema. The SDK is published once per Grafana version; the build pinned
@@ -22,6 +22,8 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as schema
 
+from prometheus.slo.spec import load_spec
+
 OUT_DIR = Path(__file__).resolve().parent / "dashboards"
 DATASOURCE_UID = "prometheus"  # grafana/provisioning/datasources/datasources.yml
 DS = schema.DataSourceRef(type_val="prometheus", uid="${datasource}")
@@ -29,9 +31,10 @@ T = 'job="talker", instance=~"$instance"'  # talker series selector used by most
 R = "[$__rate_interval]"
 GRID_WIDTH = 24  # Grafana's grid is 24 columns wide
 
-# The SLO burn-rate windows the SLO dashboard plots, one query each (the rules under prometheus/rules record
-# talker:slo_<slo>_errors:ratio_rate<window> for each of them).
-SLO_WINDOWS = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
+# The SLO burn-rate windows the SLO dashboard plots, one query each: every window a burn-rate alert reads, from
+# the SLO spec prometheus/slo/slos.yml (prometheus/rules/slo.yml records talker:slo_<slo>_errors:ratio_rate<window>
+# for each of them).
+SLO_WINDOWS = load_spec().windows
 
 Target = tuple[str, str]  # (PromQL expr, legend)
 Item = Builder[schema.Panel] | dashboard_builders.Row

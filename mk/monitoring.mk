@@ -3,7 +3,7 @@
 # a rendered copy (stack/config_render.py), exactly what the servers read.
 MON_RENDER_DIR ?= .cache/monitoring-render
 
-.PHONY: lint-monitoring dashboards
+.PHONY: lint-monitoring dashboards slo-rules
 
 ## lint-monitoring: promtool check config/rules, promtool test rules, amtool check-config, dashboard lint
 lint-monitoring: install
@@ -18,4 +18,8 @@ lint-monitoring: install
 
 ## dashboards: regenerate grafana/dashboards/*.json from grafana/build_dashboards.py
 dashboards: install
-	$(VPY) grafana/build_dashboards.py
+	$(VPY) -m grafana.build_dashboards
+
+## slo-rules: regenerate prometheus/rules/slo.yml from the SLO spec prometheus/slo/slos.yml
+slo-rules: install
+	$(VPY) -m prometheus.slo.generate

@@ -39,7 +39,7 @@ def load_generator():
 def test_committed_dashboards_equal_generator_output() -> None:
     generated = load_generator().render_all()
     committed = {path.name: path.read_text(encoding="utf-8") for path in DASHBOARD_FILES}
-    assert committed == generated, "run: python grafana/build_dashboards.py"
+    assert committed == generated, "run: make dashboards"
     assert {"talker-overview.json", "talker-gpu.json", "talker-slo.json", "talker-host.json"} <= set(committed)
 
 

@@ -1,6 +1,7 @@
 """The promtool tests catch a moved threshold: every numeric threshold and burn-rate factor of every alert in
-prometheus/rules/alerts.yml is moved 20 % down and 20 % up (one at a time, in a copy of the rules), and the
-promtool cases of that alert must then fail. A test whose quiet case sits far below the threshold and whose
+prometheus/rules/*.yml (the hand-written alerts.yml and slo.yml, generated from prometheus/slo/slos.yml) is moved
+20 % down and 20 % up (one at a time, in a copy of the rules), and the promtool cases of that alert must then
+fail. A test whose quiet case sits far below the threshold and whose
 firing case sits far above it lets such a mutant live; prometheus/tests/thresholds_test.yml and
 slo_burn_test.yml pin each value just below and just above instead.
 
@@ -19,7 +20,6 @@ import pytest
 import yaml
 from monitoring_tests.mon_helpers import REPO_ROOT, run_tool
 
-ALERTS_FILE = REPO_ROOT / "prometheus" / "rules" / "alerts.yml"
 UNIT_TEST_DIR = REPO_ROOT / "prometheus" / "tests"
 NUMBER = r"\d+(?:\.\d+)?"
 # A literal right of a comparison (`> 0.05`, `< 0.10`) or a factor in front of a product (`(14.4 * (1 - ...`).
@@ -32,7 +32,7 @@ MOVES = (0.8, 1.25)
 
 @dataclass(frozen=True)
 class Mutant:
-    rule_index: int  # position among the alert rules of alerts.yml
+    rule_index: int  # position among the alert rules of all rule files (in contract.rule_files() order)
     alert: str
     severity: str
     kind: str
@@ -60,7 +60,7 @@ class Mutant:
 
 
 def alert_rules() -> list[dict]:
-    return [rule for rule in contract.rules([ALERTS_FILE]) if "alert" in rule]
+    return [rule for rule in contract.rules() if "alert" in rule]
 
 
 def mutants() -> list[Mutant]:
@@ -78,16 +78,19 @@ def mutants() -> list[Mutant]:
 
 def write_mutated_rules(mutant: Mutant | None, directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
-    files = []
+    files, first = [], 0  # first: the index of the file's first alert rule among all alert rules
     for path in contract.rule_files():
         target = directory / path.name
-        if path == ALERTS_FILE and mutant is not None:
-            document = yaml.safe_load(path.read_text(encoding="utf-8"))
-            rules = [rule for group in document["groups"] for rule in group["rules"] if "alert" in rule]
-            rules[mutant.rule_index]["expr"] = mutant.apply(rules[mutant.rule_index]["expr"])
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        rules = [rule for group in document["groups"] for rule in group["rules"] if "alert" in rule]
+        if mutant is not None and first <= mutant.rule_index < first + len(rules):
+            rule = rules[mutant.rule_index - first]
+            assert rule["alert"] == mutant.alert
+            rule["expr"] = mutant.apply(rule["expr"])
             target.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8")
         else:
             shutil.copy(path, target)
+        first += len(rules)
         files.append(target)
     return files
 

@@ -116,7 +116,7 @@ def _seconds(duration: str) -> float:
 
 def test_stack_prometheus_keeps_data_for_the_longest_rule_window() -> None:
     # The 30-day error budget silently covers only the retained days when retention is shorter.
-    rules = (ROOT / "prometheus/rules/recording.yml").read_text(encoding="utf-8")
+    rules = "".join(path.read_text(encoding="utf-8") for path in sorted((ROOT / "prometheus/rules").glob("*.yml")))
     longest = max(_seconds(window) for window in re.findall(r"\[(\d+[smhdwy])\]", rules))
     command = load("docker-compose.yml")["services"]["prometheus"]["command"]
     flag = next(arg for arg in command if arg.startswith("--storage.tsdb.retention.time="))

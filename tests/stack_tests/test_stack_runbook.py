@@ -44,6 +44,11 @@ def alerts(rules_dir: Path) -> list[dict[str, Any]]:
             for rule in group["rules"] if "alert" in rule]
 
 
+def rule_text(rules_dir: Path) -> str:
+    """Every rule file (alerts.yml and the generated slo.yml hold alerts) as one text."""
+    return "".join(path.read_text(encoding="utf-8") for path in sorted(rules_dir.glob("*.yml")))
+
+
 @pytest.mark.parametrize("profile", ["default", "fast"])
 def test_stack_default_runbook_links_land_on_headings_of_the_served_page(tmp_path: Path, profile: str) -> None:
     rendered = render(tmp_path, profile=profile, env={"GRAFANA_URL": "https://ops.example.com/grafana/"})
@@ -56,13 +61,13 @@ def test_stack_default_runbook_links_land_on_headings_of_the_served_page(tmp_pat
         base, _, fragment = url.partition("#")
         assert base == "https://ops.example.com/grafana/public/runbook/index.html", url
         assert page.ids.get(fragment) == rule["alert"], f"{rule['alert']}: no heading #{fragment} on the page"
-    assert config_render.RUNBOOK_SOURCE not in (rendered.rules_dir / "alerts.yml").read_text()
+    assert config_render.RUNBOOK_SOURCE not in rule_text(rendered.rules_dir)
 
 
 def test_stack_runbook_base_url_is_configurable_and_checked(tmp_path: Path) -> None:
     base = "https://git.example.com/ops/talker-stack/-/blob/main/docs/runbook.md"
     rendered = render(tmp_path, env={"RUNBOOK_BASE_URL": base + "/"})
-    text = (rendered.rules_dir / "alerts.yml").read_text()
+    text = rule_text(rendered.rules_dir)
     assert f"runbook_url: {base}#talkerdown\n" in text  # comments and layout kept in the default profile
     assert text.count(f"{base}#") == sum(1 for _ in alerts(rendered.rules_dir))
     for bad in ("https://x.example/runbook#old", "https://x.example/run book", "javascript:alert(1)",

@@ -27,7 +27,7 @@ from talker.accelerators import EngineDevice
 from talker.engine_contract import STAGES
 
 # 5 ms .. 60 s: a cached voice list answers in ms, a long talking-head video takes tens of seconds.
-# 2.0 must stay: it is the latency SLO threshold (95 % of /v1/tts under 2 s, prometheus/rules/recording.yml).
+# 2.0 must stay: it is the latency SLO threshold (prometheus/slo/slos.yml; tests/monitoring_tests checks).
 DURATION_BUCKETS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
 )
@@ -35,7 +35,7 @@ DURATION_BUCKETS: tuple[float, ...] = (
 REALTIME_FACTOR_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 
 # Time to the first audio byte / video frame of a stream: 5 ms .. 10 s, fine where the goals are (30 ms
-# espeak, 150 ms Piper, 400-500 ms first frame and the TTFA SLO threshold, prometheus/rules).
+# espeak, 150 ms Piper, 400-500 ms first frame and the TTFA SLO threshold, prometheus/slo/slos.yml).
 FIRST_OUTPUT_BUCKETS: tuple[float, ...] = (
     0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
 )
