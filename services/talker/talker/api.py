@@ -16,8 +16,9 @@ from talker.metrics import CONTENT_TYPE_LATEST
 from talker.observe import request_context
 from talker.refusals import Refusal, RefusalKind
 from talker.schemas import FaultBody, SpeechBody, TalkBody
-from talker.service import SpeechRequest, TalkerService
+from talker.service import TalkerService
 from talker.stream_response import StreamedResponse
+from talker.validation import SpeechRequest
 
 STATIC_DIR = Path(__file__).parent / "static"
 TALK_STREAM_ROUTE = "/v1/talk/stream"

@@ -10,11 +10,12 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from talker import __version__, api, openai_api
+from talker.engine_contract import PipelineLike
 from talker.errors import install_error_handlers
 from talker.gpu import GpuCollector, TorchCudaMemory
 from talker.metrics import TalkerMetrics
 from talker.observe import RequestObserver
-from talker.service import PipelineLike, TalkerService
+from talker.service import TalkerService
 from talker.settings import Settings, get_settings
 
 log = logging.getLogger("talker.app")

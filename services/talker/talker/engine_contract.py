@@ -1,12 +1,19 @@
 """What the engines take and give back: the contract between TalkerService and the engines.
 
 Plain data only (no FastAPI, torch or ctypes here): emotions and stage names, the stop callback, the
-catalogue entries (voices, avatars), the outputs, and the exceptions an engine raises."""
+catalogue entries (voices, avatars), the outputs, the exceptions an engine raises, and the protocol the
+pipeline fulfils for the service (PipelineLike)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:  # annotations only: these modules import this one
+    from talker.accelerators import EngineDevice
+    from talker.talk_stream import TalkStream
+    from talker.tts import SpeechStream
 
 EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "surprised")
 # Pipeline stages: the keys of every `timings` dict and the `stage` label of the stage metrics.
@@ -65,3 +72,55 @@ class TalkOutput:
     characters: int
     timings: dict[str, float] = field(default_factory=dict)  # every one of STAGES
     truncated: bool = False  # cut at TALKER_MAX_AUDIO_SECONDS
+
+
+class Catalogue(Protocol):
+    """The voices and avatars there are: what request validation and the OpenAI name mapping need."""
+
+    default_engine: str
+
+    def voices(self) -> list[VoiceInfo]: ...
+    def avatars(self) -> list[AvatarInfo]: ...
+    def has_voice(self, voice_id: str) -> bool: ...
+    def has_avatar(self, avatar_id: str) -> bool: ...
+    def engine_of(self, voice_id: str | None) -> str: ...
+    def default_voice_of(self, engine: str) -> str | None: ...
+
+
+class PipelineLike(Catalogue, Protocol):
+    """What TalkerService needs from talker.pipeline.Pipeline (tests hand it stand-ins of the engines)."""
+
+    device: str
+
+    def load(self) -> dict[str, float]: ...  # also warms every engine up (first-call costs paid here)
+    def engine_devices(self) -> list[EngineDevice]: ...  # what each engine really runs on, after load
+    def synthesize(
+        self, text: str, *, voice: str | None = ..., emotion: str = ..., speed: float = ..., should_stop: ShouldStop,
+        max_seconds: float | None = ...,
+    ) -> SpeechOutput: ...
+    def stream_speech(
+        self, text: str, *, voice: str | None = ..., emotion: str = ..., speed: float = ..., should_stop: ShouldStop,
+        max_seconds: float | None = ...,
+    ) -> SpeechStream: ...
+    def talk(
+        self,
+        text: str,
+        *,
+        avatar: str | None = ...,
+        voice: str | None = ...,
+        emotion: str = ...,
+        speed: float = ...,
+        should_stop: ShouldStop,
+        max_seconds: float | None = ...,
+    ) -> TalkOutput: ...
+    def talk_stream(
+        self,
+        text: str,
+        *,
+        avatar: str | None = ...,
+        voice: str | None = ...,
+        emotion: str = ...,
+        speed: float = ...,
+        should_stop: ShouldStop,
+        max_seconds: float | None = ...,
+    ) -> TalkStream: ...

@@ -1,7 +1,7 @@
 """Fault injection state: lets a demo or an alert test make the service fail on purpose.
 
-Set through POST/DELETE /admin/faults (only when TALKER_ADMIN_TOKEN is set). The HTTP layer reads
-this state; nothing here knows about HTTP.
+Set through POST/DELETE /admin/faults (only when TALKER_ADMIN_TOKEN is set). TalkerService holds this
+state and makes the decisions with it (admit(), the latency inside a slot); nothing here knows about HTTP.
 """
 
 from __future__ import annotations

@@ -7,9 +7,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
-from talker.engine_contract import VoiceInfo
+from talker.engine_contract import Catalogue
 from talker.refusals import unknown_value
 
 OPENAI_MODELS: tuple[str, ...] = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
@@ -19,18 +17,7 @@ OPENAI_VOICES: tuple[str, ...] = (
 )
 
 
-class VoiceCatalogue(Protocol):
-    """What the mapping needs from the pipeline."""
-
-    default_engine: str
-
-    def voices(self) -> list[VoiceInfo]: ...
-    def has_voice(self, voice_id: str) -> bool: ...
-    def engine_of(self, voice_id: str | None) -> str: ...
-    def default_voice_of(self, engine: str) -> str | None: ...
-
-
-def resolve_voice(catalogue: VoiceCatalogue, voice_map: dict[str, str], model: str, voice: str) -> str:
+def resolve_voice(catalogue: Catalogue, voice_map: dict[str, str], model: str, voice: str) -> str:
     """The talker voice id for OpenAI's (model, voice); raises Refusal (unknown model/voice) naming what is allowed."""
     loaded_engines = [e for e in ENGINE_MODELS if catalogue.default_voice_of(e) is not None]
     if model in OPENAI_MODELS:
@@ -55,6 +42,6 @@ def resolve_voice(catalogue: VoiceCatalogue, voice_map: dict[str, str], model: s
     raise unknown_value("voice", _allowed_voices(catalogue, voice_map, engine))
 
 
-def _allowed_voices(catalogue: VoiceCatalogue, voice_map: dict[str, str], engine: str | None) -> list[str]:
+def _allowed_voices(catalogue: Catalogue, voice_map: dict[str, str], engine: str | None) -> list[str]:
     ids = [v.id for v in catalogue.voices() if engine is None or v.engine == engine]
     return ids + sorted(set(OPENAI_VOICES) | set(voice_map))

@@ -15,8 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from talker.accelerators import EngineDevice
 from talker.animator.stream_encode import MIME_TYPE as FMP4_MIME_TYPE
@@ -26,7 +25,7 @@ from talker.engine_contract import (
     STAGE_TTS,
     AvatarInfo,
     Cancelled,
-    ShouldStop,
+    PipelineLike,
     SpeechOutput,
     TalkOutput,
     UnknownAvatar,
@@ -36,70 +35,14 @@ from talker.engine_contract import (
 from talker.faults import FaultConfig, FaultInjector
 from talker.limiter import Job, Overloaded, QueueTimeout, RunTimeout, SynthesisLimiter
 from talker.metrics import FAULT_KINDS, RejectReason, TalkerMetrics
-from talker.openai_voices import resolve_voice
-from talker.refusals import Refusal, RefusalKind, invalid, unknown_value
+from talker.refusals import Refusal, RefusalKind
 from talker.settings import Settings
 from talker.streaming import OpenStream, Produce, StreamSink, StreamSpec, open_stream
 from talker.talk_stream import TalkStream
 from talker.tts import SpeechStream
-from talker.tts.prosody import min_audio_seconds, prosody_for
+from talker.validation import RequestRules, SpeechRequest
 
 log = logging.getLogger("talker.service")
-
-
-class PipelineLike(Protocol):
-    """What the service needs from talker.pipeline.Pipeline."""
-
-    device: str
-    default_engine: str
-
-    def load(self) -> dict[str, float]: ...  # also warms every engine up (first-call costs paid here)
-    def engine_devices(self) -> list[EngineDevice]: ...  # what each engine really runs on, after load
-    def voices(self) -> list[VoiceInfo]: ...
-    def avatars(self) -> list[AvatarInfo]: ...
-    def has_voice(self, voice_id: str) -> bool: ...
-    def has_avatar(self, avatar_id: str) -> bool: ...
-    def engine_of(self, voice_id: str | None) -> str: ...
-    def default_voice_of(self, engine: str) -> str | None: ...
-    def synthesize(
-        self, text: str, *, voice: str | None = ..., emotion: str = ..., speed: float = ..., should_stop: ShouldStop,
-        max_seconds: float | None = ...,
-    ) -> SpeechOutput: ...
-    def stream_speech(
-        self, text: str, *, voice: str | None = ..., emotion: str = ..., speed: float = ..., should_stop: ShouldStop,
-        max_seconds: float | None = ...,
-    ) -> SpeechStream: ...
-    def talk(
-        self,
-        text: str,
-        *,
-        avatar: str | None = ...,
-        voice: str | None = ...,
-        emotion: str = ...,
-        speed: float = ...,
-        should_stop: ShouldStop,
-        max_seconds: float | None = ...,
-    ) -> TalkOutput: ...
-    def talk_stream(
-        self,
-        text: str,
-        *,
-        avatar: str | None = ...,
-        voice: str | None = ...,
-        emotion: str = ...,
-        speed: float = ...,
-        should_stop: ShouldStop,
-        max_seconds: float | None = ...,
-    ) -> TalkStream: ...
-
-
-@dataclass(frozen=True)
-class SpeechRequest:
-    text: str
-    voice: str | None
-    emotion: str
-    speed: float
-    avatar: str | None = None
 
 
 class TalkerService:
@@ -111,7 +54,9 @@ class TalkerService:
         # SHA-256 of each key (empty: /v1 is open): compared digest to digest, so the time a comparison takes
         # says nothing about a key's length or prefix.
         self._api_key_digests = [hashlib.sha256(key.encode()).digest() for key in settings.api_key_list()]
-        self._openai_voice_map = settings.openai_voices()  # OpenAI voice name -> voice id
+        self._rules = RequestRules(pipeline, max_text_chars=settings.max_text_chars,
+                                   max_audio_seconds=settings.max_audio_seconds,
+                                   openai_voice_map=settings.openai_voices())
         self._faults = FaultInjector()
         self._limiter = SynthesisLimiter(settings.max_concurrency, settings.max_queue, on_change=self._on_slots)
         self.state = "loading"  # loading -> ready | failed
@@ -201,8 +146,9 @@ class TalkerService:
     def accepts_api_key(self, given: str) -> bool:
         candidate = hashlib.sha256(given.encode()).digest()
         matched = False
-        for key in self._api_key_digests:  # every key compared, each in constant time: timing tells nothing
-            matched |= hmac.compare_digest(candidate, key)  # about which is close
+        # Every key compared, each in constant time: timing tells nothing about which is close.
+        for key in self._api_key_digests:
+            matched |= hmac.compare_digest(candidate, key)
         return matched
 
     @property
@@ -257,45 +203,17 @@ class TalkerService:
         for kind in FAULT_KINDS:
             self._metrics.fault_active.labels(kind).set(1.0 if active[kind] else 0.0)
 
-    # --- validation: the one place a request is checked against limits and catalogue -------------------
+    # --- validation (validation.py) ---------------------------------------------------------------
     def speech_request(self, text: str, *, voice: str | None, emotion: str, speed: float,
                        avatar: str | None = None) -> SpeechRequest:
-        """A request for /v1/tts, /v1/talk(/stream); raises Refusal (INVALID) naming the first bad field."""
-        self._check_text_length(text, field="text")
-        if voice is not None and not self._pipeline.has_voice(voice):
-            raise unknown_value("voice", [v.id for v in self._pipeline.voices()])
-        if avatar is not None and not self._pipeline.has_avatar(avatar):
-            raise unknown_value("avatar", [a.id for a in self._pipeline.avatars()])
-        req = SpeechRequest(text=text, voice=voice, emotion=emotion, speed=speed, avatar=avatar)
-        self._check_audio_budget(req, field="text")
-        return req
+        """A checked request of /v1/tts, /v1/talk(/stream); raises Refusal naming the first bad field."""
+        return self._rules.speech_request(text, voice=voice, emotion=emotion, speed=speed, avatar=avatar)
 
     def openai_speech_request(self, *, model: str, text: str, voice: str, speed: float) -> SpeechRequest:
-        """A request from OpenAI's names (openai_voices.py): the text is its `input`."""
-        self._check_text_length(text, field="input")
-        voice_id = resolve_voice(self._pipeline, self._openai_voice_map, model, voice)
-        req = SpeechRequest(text=text, voice=voice_id, emotion="neutral", speed=speed)
-        self._check_audio_budget(req, field="input")
-        return req
+        """A checked request in OpenAI's names (openai_voices.py)."""
+        return self._rules.openai_speech_request(model=model, text=text, voice=voice, speed=speed)
 
-    def _check_text_length(self, text: str, *, field: str) -> None:
-        limit = self._settings.max_text_chars
-        if len(text) > limit:
-            raise invalid("text too long", field=field, detail=f"at most {limit} characters, got {len(text)}",
-                          max_chars=limit)
-
-    def _check_audio_budget(self, req: SpeechRequest, *, field: str) -> None:
-        """Refuse up front a text that surely says more than TALKER_MAX_AUDIO_SECONDS."""
-        expected = min_audio_seconds(req.text, prosody_for(req.emotion, req.speed))
-        limit = self._settings.max_audio_seconds
-        if expected > limit:
-            raise invalid("audio too long", field=field,
-                          detail=f"this text at this speed makes about {expected:.0f} s of audio or more; "
-                                 f"at most {limit:g} s (TALKER_MAX_AUDIO_SECONDS)",
-                          max_audio_seconds=limit)
-
-    # --- work (every job raises Refusal when it is not done: see _refusals) ----------------------------
-
+    # --- work (a job that is not done raises Refusal: see _refusals) ---------------------------------
     async def synthesize(self, req: SpeechRequest) -> SpeechOutput:
         def job(stop: threading.Event) -> SpeechOutput:
             self._inject_latency(stop)
