@@ -41,6 +41,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
+from dingtalk_relay.durations import DurationError, parse_duration  # one parser; re-exported here
 
 from stack.defaults import LISTENERS
 from stack.runbook_html import render_runbook
@@ -159,13 +160,11 @@ class RenderError(ValueError):
     pass
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in a Prometheus duration such as "90s", "1h30m" or "2d"."""
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-    parts = re.findall(r"(\d+)(ms|s|m|h|d|w|y)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise RenderError(f"not a Prometheus duration: {text!r}")
-    return sum(int(n) * units[u] for n, u in parts)
+def _rule_for_seconds(rule: Mapping[str, Any], source: Path) -> float:
+    try:
+        return parse_duration(rule["for"])
+    except DurationError as exc:
+        raise RenderError(f"{source.name}: rule {rule.get('alert') or rule.get('record')!r}: {exc}") from None
 
 
 def _format_duration(seconds: float) -> str:
@@ -359,7 +358,7 @@ def _render_prometheus(
         rules = yaml.safe_load(text)
         for group in rules.get("groups", []):
             for rule in group.get("rules", []):
-                if "for" in rule and parse_duration(rule["for"]) > profile.for_cap_seconds:
+                if "for" in rule and _rule_for_seconds(rule, source) > profile.for_cap_seconds:
                     rule["for"] = _format_duration(profile.for_cap_seconds)
         _dump_yaml(rules, target)
     config["rule_files"] = ["rules/*.yml"]  # relative to the rendered prometheus.yml

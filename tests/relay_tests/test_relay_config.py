@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dingtalk_relay.settings import RelaySettings, parse_duration
+from dingtalk_relay.durations import parse_duration
+from dingtalk_relay.settings import RelaySettings, positive_duration
 from dingtalk_relay.targets import TargetConfigError, load_targets
 from fastapi.testclient import TestClient
 from relay_tests.relay_helpers import AUTH, WEBHOOK_TOKEN
@@ -96,7 +97,7 @@ def test_relay_invalid_target_config_names_the_problem_not_the_secret(
 
 
 def test_relay_durations():
-    assert [parse_duration(v) for v in ("5m", "30s", "1h30m", "250ms", "12", 7, "1.5")] == [
+    assert [positive_duration(v) for v in ("5m", "30s", "1h30m", "250ms", "12", 7, "1.5")] == [
         300,
         30,
         5400,
@@ -106,6 +107,19 @@ def test_relay_durations():
         1.5,
     ]
     for bad in ("soon", "5x", "-3", "0", "m5"):
+        with pytest.raises(ValueError):
+            positive_duration(bad)
+
+
+def test_one_duration_parser_for_relay_settings_and_config_render():
+    from stack import config_render
+
+    assert config_render.parse_duration is parse_duration  # re-exported, not a copy
+    # Prometheus' own syntax (what config_render reads from rule files) as well as the relay's plain seconds.
+    assert [parse_duration(v) for v in ("0s", "0", "2d", "1w", "1y", "1m30s", "90", 2.5)] == [
+        0, 0, 172800, 604800, 31536000, 90, 90, 2.5,
+    ]
+    for bad in ("", "30 s", "1h-5m", "5x", "nan", "inf", "-1s", -1):
         with pytest.raises(ValueError):
             parse_duration(bad)
 

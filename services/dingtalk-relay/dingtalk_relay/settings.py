@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+from dingtalk_relay.durations import parse_duration
 
 
-def parse_duration(value: object) -> float:
-    """Seconds from 30, "30", "30s", "5m", "1h30m" or "250ms" (Prometheus-style durations)."""
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        text = str(value).strip().lower()
-        try:
-            seconds = float(text)
-        except ValueError:
-            pos, seconds = 0, 0.0
-            for match in _DURATION_PART.finditer(text):
-                if match.start() != pos:
-                    break
-                number, unit = float(match.group(1)), match.group(2)
-                seconds += number * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
-                pos = match.end()
-            if pos != len(text) or not text:
-                raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 1h or plain seconds)") from None
+def positive_duration(value: object) -> float:
+    """A duration setting of the relay: parse_duration's syntax, and more than zero."""
+    seconds = parse_duration(value)
     if seconds <= 0:
         raise ValueError(f"duration must be positive: {value!r}")
     return seconds
@@ -94,7 +78,7 @@ class RelaySettings(BaseSettings):
     )
     @classmethod
     def _durations(cls, value: object) -> object:
-        return None if value is None or value == "" else parse_duration(value)
+        return None if value is None or value == "" else positive_duration(value)
 
     @property
     def heartbeat_tick(self) -> float:
