@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from talker.animator.stream_encode import MIME_TYPE as FMP4_MIME_TYPE
 from talker.errors import ApiError, invalid_input
 from talker.metrics import CONTENT_TYPE_LATEST
-from talker.observe import request_context
+from talker.observe import TRUNCATED_END_REASON, request_context
 from talker.refusals import Refusal, RefusalKind
 from talker.schemas import FaultBody, SpeechBody, TalkBody
 from talker.service import TalkerService
@@ -126,7 +126,7 @@ def _describe_result(
     ctx.timings = dict(timings)
     ctx.details.update(engine=engine, audio_seconds=round(audio_s, 3), chars=len(req.text), emotion=req.emotion)
     if truncated:
-        ctx.details.update(truncated=True, end_reason="TALKER_MAX_AUDIO_SECONDS reached")
+        ctx.details.update(truncated=True, end_reason=TRUNCATED_END_REASON)
         service.count_truncated(request.scope["route"].path)  # the route template: a bounded label
     if service.log_text:
         ctx.details["text"] = req.text

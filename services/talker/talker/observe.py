@@ -46,6 +46,10 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, detail=TOO_LARGE_BODY["detail"])
 
 
+# The log line's end_reason of a request whose audio was cut at the limit (its text said more).
+TRUNCATED_END_REASON = "TALKER_MAX_AUDIO_SECONDS reached"
+
+
 @dataclass
 class RequestContext:
     request_id: str

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from talker.engine_contract import EMOTIONS
+from talker.tts.prosody import SPEED_MAX, SPEED_MIN
 
 Emotion = Literal[EMOTIONS]  # type: ignore[valid-type]  # one fixed set, shared with the engines
 TrimmedText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -21,7 +22,8 @@ class SpeechBody(BaseModel):
     voice: Identifier | None = Field(default=None, description="A voice id from GET /v1/voices.")
     emotion: Emotion = "neutral"
     # strict: JSON numbers only (lax mode would read `true` as 1.0).
-    speed: float = Field(default=1.0, ge=0.5, le=2.0, strict=True, description="Speaking rate; 1.0 is normal.")
+    speed: float = Field(default=1.0, ge=SPEED_MIN, le=SPEED_MAX, strict=True,
+                         description="Speaking rate; 1.0 is normal.")
 
 
 class TalkBody(SpeechBody):

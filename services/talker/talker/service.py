@@ -43,6 +43,8 @@ from talker.tts import SpeechStream
 from talker.validation import RequestRules, SpeechRequest
 
 log = logging.getLogger("talker.service")
+# Retry-After of a refusal that knows no better time (engines loading, queue deadline passed).
+RETRY_LATER_S = 5
 
 
 class TalkerService:
@@ -136,7 +138,8 @@ class TalkerService:
             raise Refusal(RefusalKind.INJECTED_FAULT, "injected fault",
                           detail="error_rate fault injection is active (POST /admin/faults)")
         if not self.loaded:
-            raise Refusal(RefusalKind.NOT_READY, "not ready", detail=f"engines are {self.state}", retry_after_s=5)
+            raise Refusal(RefusalKind.NOT_READY, "not ready", detail=f"engines are {self.state}",
+                          retry_after_s=RETRY_LATER_S)
 
     # --- who may call --------------------------------------------------------------------------------
     @property
@@ -377,7 +380,7 @@ def _refusals() -> Iterator[None]:
                       retry_after_s=exc.retry_after_s) from None
     except QueueTimeout:
         raise Refusal(RefusalKind.QUEUE_TIMEOUT, "timed out waiting for a free slot",
-                      detail="the request waited in the queue past its deadline", retry_after_s=5) from None
+                      detail="the request waited in the queue past its deadline", retry_after_s=RETRY_LATER_S) from None
     except (RunTimeout, Cancelled):
         raise Refusal(RefusalKind.RUN_TIMEOUT, "timed out",
                       detail="synthesis ran past TALKER_REQUEST_TIMEOUT_S and was stopped") from None

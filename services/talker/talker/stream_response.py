@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from talker.engine_contract import STAGE_TTS
-from talker.observe import RequestContext
+from talker.observe import TRUNCATED_END_REASON, RequestContext
 from talker.streaming import OpenStream
 
 STOP_WAIT_S = 5.0
@@ -109,7 +109,7 @@ class StreamedResponse(Response):
             if frames is not None:
                 details["frames"] = frames
             if details.get("truncated"):
-                details["end_reason"] = "TALKER_MAX_AUDIO_SECONDS reached"
+                details["end_reason"] = TRUNCATED_END_REASON
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:
