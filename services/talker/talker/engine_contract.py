@@ -19,6 +19,9 @@ EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "surprised")
 # Pipeline stages: the keys of every `timings` dict and the `stage` label of the stage metrics.
 STAGE_TTS, STAGE_ANIMATE, STAGE_ENCODE = "tts", "animate", "encode"
 STAGES: tuple[str, ...] = (STAGE_TTS, STAGE_ANIMATE, STAGE_ENCODE)
+# Conversation stages (issue 11): before TTS, not part of a synthesis `timings` dict; the same `stage` label.
+STAGE_ASR, STAGE_LLM = "asr", "llm"
+CHAT_STAGES: tuple[str, ...] = (STAGE_ASR, STAGE_LLM)
 
 # Engines poll this between chunks of work; True means the caller gave up (timeout), stop early.
 ShouldStop = Callable[[], bool]

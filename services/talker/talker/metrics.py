@@ -24,7 +24,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from talker import __version__
 from talker.accelerators import EngineDevice
-from talker.engine_contract import STAGES
+from talker.engine_contract import CHAT_STAGES, STAGES
 
 # 5 ms .. 60 s: a cached voice list answers in ms, a long talking-head video takes tens of seconds.
 # 2.0 must stay: it is the latency SLO threshold (prometheus/slo/slos.yml; tests/monitoring_tests checks).
@@ -233,6 +233,15 @@ class TalkerMetrics:
             self.stage_duration.labels(stage).observe(seconds)
             if audio_seconds > 0:
                 self.realtime_factor.labels(stage).observe(seconds / audio_seconds)
+
+    def observe_stage(self, stage: str, seconds: float, *, audio_seconds: float = 0.0) -> None:
+        """One conversation stage (CHAT_STAGES: asr, llm) took `seconds`; for asr, `audio_seconds` of input
+        gives its real-time factor. Series appear on first use (a synthesis-only talker shows none)."""
+        if stage not in CHAT_STAGES:
+            raise ValueError(f"unknown stage {stage!r}")
+        self.stage_duration.labels(stage).observe(seconds)
+        if audio_seconds > 0:
+            self.realtime_factor.labels(stage).observe(seconds / audio_seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -52,6 +52,18 @@ class Settings(BaseSettings):
     # Produced-but-unsent bytes one stream may hold; past it the producer waits for the client.
     stream_buffer_bytes: int = Field(default=256 * 1024, ge=4096)
 
+    # Conversation, ASR stage (talker.asr, talker.audio_input). Spoken input is refused past either bound.
+    max_input_audio_seconds: float = Field(default=30.0, gt=0)
+    max_input_audio_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    # Unset: offline English with pocketsphinx. Set: any OpenAI-compatible /v1/audio/transcriptions server
+    # (the base URL ends in /v1, e.g. http://asr:8000/v1), called once per turn, never retried.
+    asr_base_url: str | None = None
+    asr_model: str = "whisper-1"
+    asr_api_key: SecretStr | None = None
+    asr_api_key_file: Path | None = None  # a mounted secret; wins over asr_api_key
+    asr_language: str | None = None  # ISO-639-1 hint for the remote server ("en", "zh"); pocketsphinx is English
+    asr_timeout_s: float = Field(default=30.0, gt=0)
+
     # API keys (OpenAI style: Authorization: Bearer <key>). Comma-separated, in the variable or a file.
     # When any is set every /v1 route requires one; unset keeps the open demo.
     api_keys: SecretStr | None = None

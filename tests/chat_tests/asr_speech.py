@@ -1,0 +1,44 @@
+"""Spoken test input for the ASR tests: espeak-ng English (talker's own engine) as WAV, webm/opus and ogg/opus.
+
+The same utterance in every container, encoded by the bundled ffmpeg the way a browser's MediaRecorder (webm/opus)
+or a phone app (ogg/opus) would send it."""
+
+from __future__ import annotations
+
+import subprocess
+from functools import lru_cache
+
+from talker.ffmpeg import ffmpeg_exe
+from talker.tts.espeak import EspeakEngine
+from talker.tts.prosody import Prosody
+from talker.tts.wav import wav_header
+
+UTTERANCE = "hello world what is the weather today"
+# pocketsphinx hears espeak's utterance as "oh where oh what is the weather today": assert on the robust words.
+KEY_WORDS = ("weather", "today")
+NEUTRAL = Prosody(rate=1.0, pitch=1.0, pitch_range=1.0, volume=1.0)
+
+
+@lru_cache
+def espeak_pcm(text: str = UTTERANCE) -> tuple[bytes, int]:
+    """(s16le mono samples, sample rate) of espeak-ng's en-us voice saying `text`."""
+    engine = EspeakEngine()
+    engine.load()
+    speech = engine.synthesize(text, "en-us", NEUTRAL, phonemes=False)
+    return speech.samples.tobytes(), speech.sample_rate
+
+
+@lru_cache
+def speech_file(container: str, text: str = UTTERANCE) -> bytes:
+    """The utterance as a file: wav, webm (opus) or ogg (opus)."""
+    pcm, rate = espeak_pcm(text)
+    wav = wav_header(rate, len(pcm)) + pcm
+    if container == "wav":
+        return wav
+    muxer = {"webm": "webm", "ogg": "ogg"}[container]
+    done = subprocess.run(
+        [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "wav", "-i", "pipe:0",
+         "-c:a", "libopus", "-b:a", "32k", "-f", muxer, "pipe:1"],
+        input=wav, capture_output=True, check=True, timeout=60,
+    )
+    return done.stdout
