@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import socket
@@ -219,6 +220,31 @@ def test_relay_never_leaks_secrets_in_logs_or_responses(
     for secret in (SIGNED_TOKEN, SIGNED_SECRET, "SECwrong-secret-value", "access_token="):
         assert secret not in seen, secret
 
+
+
+def test_relay_json_log_line_redacts_secrets_in_tracebacks_too():
+    from dingtalk_relay.logs import JsonFormatter, RedactSecrets
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactSecrets([SIGNED_TOKEN]))
+    logger = logging.getLogger("relay-test-json-redaction")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        try:
+            raise RuntimeError(f"POST https://oapi.dingtalk.com/robot/send?access_token={SIGNED_TOKEN} failed")
+        except RuntimeError:
+            logger.exception("send to %s failed", SIGNED_TOKEN)
+    finally:
+        logger.removeHandler(handler)
+    [line] = stream.getvalue().splitlines()
+    entry = json.loads(line)
+    assert entry["level"] == "error" and entry["logger"] == "relay-test-json-redaction"
+    assert entry["msg"] == "send to *** failed"
+    assert "RuntimeError" in entry["exc"] and "access_token=***" in entry["exc"]
+    assert SIGNED_TOKEN not in line
 
 def test_relay_hard_byte_cap_keeps_a_message_dingtalk_would_refuse_deliverable(
     standin: DingTalkStandin, relay_settings: Callable[..., RelaySettings], run_relay: RunRelay, tmp_path: Path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -59,6 +60,11 @@ def test_relay_process_delivers_what_real_alertmanager_sends(standin: DingTalkSt
     assert "POST /alertmanager/default" in log_text and "delivered 1 alert(s)" in log_text  # real, verbose log ...
     for secret in (SIGNED_TOKEN, SIGNED_SECRET, WEBHOOK_TOKEN, "access_token", "sign="):
         assert secret not in log_text, secret  # ... and still never shows the robot's credentials
+    lines = [json.loads(line) for line in log_text.splitlines() if line.strip()]  # JSON lines, as talker's
+    assert all({"ts", "level", "logger", "msg"} <= set(line) for line in lines)
+    assert {"method": "POST", "path": "/alertmanager/default", "status": 200} in [
+        {key: line.get(key) for key in ("method", "path", "status")} for line in lines
+    ]
     check = subprocess.run(["/usr/bin/promtool", "check", "metrics"], input=exposition.encode(), capture_output=True)
     assert check.returncode == 0, check.stdout + check.stderr
 

@@ -1,9 +1,13 @@
-"""Logging setup that keeps robot tokens and secrets out of every log line."""
+"""Logging: one JSON object per line (as talker writes them), with robot tokens and secrets kept out of every line."""
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
+import time
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 
@@ -60,6 +64,35 @@ def install_redaction(secrets: Iterable[str]) -> RedactSecrets:
     return redactor
 
 
+class JsonFormatter(logging.Formatter):
+    """`{"ts", "level", "logger", "msg"}` per record; uvicorn's access line adds `method`, `path`, `status`.
+
+    Nothing passed through `extra=` is written: only the message, which the redacting filter has already seen.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        # uvicorn's access record: args = (client, method, path, http version, status); None once redacted.
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
+            _, entry["method"], entry["path"], _, entry["status"] = record.args
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            # The operator's log only (clients never see a traceback); RedactSecrets already redacted exc_text.
+            entry["exc"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
 def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """The root logger (uvicorn's loggers propagate to it) writes JSON lines to stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
     quiet_http_client_logs()
