@@ -138,3 +138,11 @@ def test_relay_not_ready_and_503_when_misconfigured(tmp_path: Path):
     (tmp_path / "alerts.md.j2").write_text("{% for %}")
     with TestClient(create_app(settings(dingtalk_token="t", templates_dir=tmp_path)), headers=AUTH) as client:
         assert "TemplateSyntaxError" in client.get("/readyz").json()["reason"]
+
+
+def test_relay_defaults_are_the_stacks():
+    """The relay image holds no stack/ code, so its defaults are literals: the same as stack/defaults.py's."""
+    from stack.defaults import ALERT_TIMEZONE, LISTENERS
+
+    assert RelaySettings.model_fields["timezone"].default == ALERT_TIMEZONE
+    assert RelaySettings.model_fields["port"].default == LISTENERS["relay"].port

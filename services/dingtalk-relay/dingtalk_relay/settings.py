@@ -44,7 +44,7 @@ class RelaySettings(BaseSettings):
     allow_unauthenticated_webhooks: bool = False
 
     # Rendering
-    timezone: str = "Asia/Shanghai"
+    timezone: str = "Asia/Shanghai"  # = stack/defaults.py ALERT_TIMEZONE (tests/relay_tests/test_relay_config.py)
     templates_dir: Path | None = None
     # DingTalk rejects bodies over 20000 bytes (460101); stay well below so a proxy's re-encoding still fits.
     max_body_bytes: int = Field(default=19000, ge=2000, le=20000)
