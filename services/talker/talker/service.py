@@ -9,8 +9,6 @@ route -> request model -> TalkerService -> Pipeline.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import logging
 import threading
 import time
@@ -20,6 +18,7 @@ from typing import Any
 from talker.accelerators import EngineDevice
 from talker.animator.stream_encode import MIME_TYPE as FMP4_MIME_TYPE
 from talker.audio_formats import MEDIA_TYPES, open_encoder, sse_delta, sse_done
+from talker.credentials import KeyRing, token_matches
 from talker.engine_contract import (
     EMOTIONS,
     STAGE_TTS,
@@ -55,7 +54,7 @@ class TalkerService:
         self.record_metrics = settings.metrics_enabled
         # SHA-256 of each key (empty: /v1 is open): compared digest to digest, so the time a comparison takes
         # says nothing about a key's length or prefix.
-        self._api_key_digests = [hashlib.sha256(key.encode()).digest() for key in settings.api_key_list()]
+        self._api_keys = KeyRing(settings.api_key_list())
         self._rules = RequestRules(pipeline, max_text_chars=settings.max_text_chars,
                                    max_audio_seconds=settings.max_audio_seconds,
                                    openai_voice_map=settings.openai_voices())
@@ -144,15 +143,10 @@ class TalkerService:
     # --- who may call --------------------------------------------------------------------------------
     @property
     def api_keys_required(self) -> bool:
-        return bool(self._api_key_digests)  # False: /v1 is the open demo
+        return bool(self._api_keys)  # False: /v1 is the open demo
 
     def accepts_api_key(self, given: str) -> bool:
-        candidate = hashlib.sha256(given.encode()).digest()
-        matched = False
-        # Every key compared, each in constant time: timing tells nothing about which is close.
-        for key in self._api_key_digests:
-            matched |= hmac.compare_digest(candidate, key)
-        return matched
+        return self._api_keys.accepts(given)
 
     @property
     def admin_enabled(self) -> bool:
@@ -160,7 +154,7 @@ class TalkerService:
 
     def accepts_admin_token(self, given: str) -> bool:
         token = self._settings.admin_token
-        return token is not None and hmac.compare_digest(given.encode(), token.get_secret_value().encode())
+        return token_matches(given, None if token is None else token.get_secret_value())
 
     # --- what there is -------------------------------------------------------------------------------
     def voices(self) -> list[VoiceInfo]:
