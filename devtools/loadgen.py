@@ -7,6 +7,10 @@ Sends at a fixed rate (open loop: a slow server builds a queue and 429s, like re
 and prints a progress line every second: sent / ok / 4xx / 5xx / 429, p50 / p95 latency and the p50 time to
 the first audio bytes of the streamed requests (what users of streaming hear as delay). Bounded in
 count (rate × duration) and in time (duration + the request timeout), then it stops by itself.
+
+When talker requires API keys, the requests carry `Authorization: Bearer <key>`: the first key of
+TALKER_API_KEY, TALKER_API_KEYS, TALKER_API_KEYS_FILE or the compose stack's secrets/talker_api_keys
+(stack/api_key.py); the key is never printed, only where it came from.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+from stack.api_key import ClientKey, client_key, default_key_file
 from stack.defaults import LISTENERS
 from stack.http_client import RequestFailed, request
 
@@ -43,6 +49,7 @@ BAD_BODIES: list[bytes] = [
 ]
 
 
+REPO = Path(__file__).resolve().parents[1]
 STREAM_PATH = "/v1/audio/speech"  # OpenAI-compatible speech, streamed while it is synthesized
 
 
@@ -91,19 +98,22 @@ def pick_request(rng: random.Random, talk_share: float, bad_share: float,
 
 
 def send(base: str, path: str, body: bytes, timeout: float,
-         on_first_bytes: Callable[[], None] | None = None) -> int:
+         on_first_bytes: Callable[[], None] | None = None, headers: dict[str, str] | None = None) -> int:
     try:  # on_first_bytes: the first audio bytes of a stream arrived
-        return request("POST", f"{base}{path}", data=body, timeout=timeout, on_first_bytes=on_first_bytes).status
+        return request("POST", f"{base}{path}", data=body, headers=headers, timeout=timeout,
+                       on_first_bytes=on_first_bytes).status
     except RequestFailed:
         return 0
 
 
 def run(base: str, rate: float, duration: float, *, talk_share: float = 0.25, bad_share: float = 0.1,
-        stream_share: float = 0.0, timeout: float = 30.0, seed: int | None = None, progress: bool = True) -> Stats:
+        stream_share: float = 0.0, timeout: float = 30.0, seed: int | None = None, progress: bool = True,
+        api_key: ClientKey | None = None) -> Stats:
     rng = random.Random(seed)  # noqa: S311 - traffic mix, not security
     stats = Stats()
     total = max(1, int(rate * duration))
     stop_progress = threading.Event()
+    headers = api_key.headers() if api_key is not None else {}
 
     def report() -> None:
         while not stop_progress.wait(1.0):
@@ -115,7 +125,7 @@ def run(base: str, rate: float, duration: float, *, talk_share: float = 0.25, ba
         def first_bytes() -> None:
             stats.record_first_audio(time.perf_counter() - started)
 
-        status = send(base, path, body, timeout, first_bytes if path == STREAM_PATH else None)
+        status = send(base, path, body, timeout, first_bytes if path == STREAM_PATH else None, headers)
         stats.record(status, time.perf_counter() - started)
 
     reporter = threading.Thread(target=report, daemon=True)
@@ -153,8 +163,14 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     if args.talk_share + args.stream_share + args.bad_share > 1:
         parser.error("talk, stream and bad shares add up to more than 1")
+    try:
+        api_key = client_key(default_file=default_key_file(REPO))
+    except ValueError as exc:
+        parser.error(str(exc))
+    if api_key.value:
+        print(f"sending talker's API key from {api_key.source}", flush=True)
     stats = run(args.url.rstrip("/"), args.rate, args.duration, talk_share=args.talk_share,
-                bad_share=args.bad_share, stream_share=args.stream_share, timeout=args.timeout)
+                bad_share=args.bad_share, stream_share=args.stream_share, timeout=args.timeout, api_key=api_key)
     return 0 if stats.counts.get("sent") else 1
 
 

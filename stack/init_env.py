@@ -48,6 +48,9 @@ SECRETS = (
            "DINGTALK_SECRET"),
     Secret("smtp_auth_password", "SMTP password (used when SMTP_AUTH_USERNAME is set)", "", "SMTP_AUTH_PASSWORD"),
     Secret("relay_webhook_token", "bearer token Alertmanager sends to dingtalk-relay", None),
+    # Empty = talker's /v1 stays the open demo; write comma- or line-separated keys to require them.
+    Secret("talker_api_keys", "talker API keys for /v1 (empty = open demo; comma-separated keys to require one)",
+           ""),
     Secret("prometheus_remote_write", "central store's password or token (PROMETHEUS_REMOTE_WRITE_AUTH)", ""),
 )
 

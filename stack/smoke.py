@@ -35,6 +35,7 @@ from stack.alertpath import (
     MailApi,
     Prometheus,
 )
+from stack.api_key import ClientKey, client_key
 from stack.defaults import LISTENERS
 from stack.http_client import RequestFailed, get_text, request_json
 from stack.procs import poll_until
@@ -55,6 +56,7 @@ class Endpoints:
     dingtalk: str = LISTENERS["dingtalk"].local_url()  # "" = real DingTalk: check the relay's sent counter instead
     mailpit: str = LISTENERS["mail_http"].local_url()
     admin_token: str = ""
+    api_key: ClientKey = field(default_factory=lambda: ClientKey("", ""))  # talker's /v1 bearer key, if any
 
     @classmethod
     def compose(cls) -> Endpoints:
@@ -225,8 +227,9 @@ def check_relay_closed(ep: Endpoints) -> None:
 class Traffic:
     """Background /v1/tts requests at a steady rate, so error-rate rules have something to measure."""
 
-    def __init__(self, talker: str, rate: float = 4.0) -> None:
+    def __init__(self, talker: str, rate: float = 4.0, api_key: ClientKey | None = None) -> None:
         self.talker, self.interval = talker, 1.0 / rate
+        self.headers = api_key.headers() if api_key is not None else {}
         self.statuses: Counter[int] = Counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="smoke-traffic", daemon=True)
@@ -235,7 +238,8 @@ class Traffic:
         while not self._stop.is_set():
             started = time.monotonic()
             try:
-                status, _ = request_json("POST", f"{self.talker}/v1/tts", {"text": "smoke test"}, timeout=10)
+                status, _ = request_json("POST", f"{self.talker}/v1/tts", {"text": "smoke test"},
+                                         headers=self.headers, timeout=10)
             except RequestFailed:
                 status = 0
             self.statuses[status] += 1
@@ -278,10 +282,12 @@ def fault_alert(ep: Endpoints, timeout: float) -> dict[str, float]:
     if not ep.admin_token:
         raise SmokeFailure("talker fault injection", "no admin token: set TALKER_ADMIN_TOKEN(_FILE) or --admin-token")
     print(f"[smoke] fault injection: error_rate=0.5 -> {FAULT_ALERT} fires, is delivered, resolves", flush=True)
+    if ep.api_key.value:
+        print(f"  traffic sends talker's API key from {ep.api_key.source}", flush=True)
     channels = Channels(ep)
     prom, am = Prometheus(ep.prometheus), Alertmanager(ep.alertmanager)
     clock = HopClock()
-    with Traffic(ep.talker) as traffic:
+    with Traffic(ep.talker, api_key=ep.api_key) as traffic:
         set_fault(ep, {"error_rate": 0.5})
         try:
             wait_hop(clock, f"Prometheus: {FAULT_ALERT} firing", lambda: prom.alerts(FAULT_ALERT, "firing"),
@@ -327,8 +333,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Endpoints]:
             args.admin_token = token_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
             parser.error(f"cannot read TALKER_ADMIN_TOKEN_FILE {token_file}: {exc.strerror}")
+    try:  # talker's /v1 key (TALKER_API_KEY, TALKER_API_KEYS or TALKER_API_KEYS_FILE), when keys are configured
+        api_key = client_key()
+    except ValueError as exc:
+        parser.error(str(exc))
     ep = Endpoints(args.talker, args.talker_metrics, args.prometheus, args.alertmanager, args.relay,
-                   args.dingtalk.rstrip("/"), args.mailpit, args.admin_token)
+                   args.dingtalk.rstrip("/"), args.mailpit, args.admin_token, api_key)
     return args, ep
 
 
