@@ -134,3 +134,31 @@ def test_relay_heartbeat_no_second_broken_notice_while_restored_was_never_delive
         assert sent == [True, False, False]  # the owed "restored" once it can be delivered, once
 
     asyncio.run(scenario())
+
+
+def test_relay_heartbeat_during_the_broken_notice_still_gets_restored():
+    """A beat that arrives while "broken" is still being delivered: once it is delivered, "restored" is owed."""
+    clock = Clock()
+    sent: list[bool] = []
+    monitor: HeartbeatMonitor
+
+    async def send(broken: bool, _last: float | None) -> bool:
+        sent.append(broken)
+        if broken:
+            monitor.beat()  # Alertmanager's Watchdog comes back while DingTalk is answering
+            assert not monitor.broken
+        return True
+
+    metrics = RelayMetrics()
+    monitor = HeartbeatMonitor(timeout=60, send=send, metrics=metrics, monotonic=clock, wall_clock=clock)
+
+    async def scenario() -> None:
+        monitor.beat()
+        clock.now += 61
+        await monitor.check()  # "broken" sent, the beat came in meanwhile
+        assert sent == [True] and not monitor.broken and metrics.pipeline_broken._value.get() == 0
+        await monitor.check()
+        await monitor.check()
+        assert sent == [True, False]  # "restored", once
+
+    asyncio.run(scenario())

@@ -48,6 +48,11 @@ class HeartbeatMonitor:
         self._last_beat = self._monotonic()
         self._last_beat_unix = self._wall_clock()
         self._metrics.last_heartbeat.set(self._last_beat_unix)
+        if self.broken:  # restored by the beat itself: the gauge and the beat's answer say so at once
+            log.info("Watchdog heartbeat is back: monitoring pipeline restored")
+            # A recovery note only makes sense if people were told it broke.
+            self.broken, self._recovery_notice_due = False, self._broken_notice_sent
+            self._metrics.pipeline_broken.set(0)
 
     async def check(self) -> None:
         """One tick: detect a state change and (re)try the notice that is owed."""
@@ -60,13 +65,11 @@ class HeartbeatMonitor:
             told_broken = self._recovery_notice_due
             self.broken, self._broken_notice_sent, self._recovery_notice_due = True, told_broken, False
             self._metrics.pipeline_broken.set(1)
-        elif not overdue and self.broken:
-            log.info("Watchdog heartbeat is back: monitoring pipeline restored")
-            # A recovery note only makes sense if people were told it broke.
-            self.broken, self._recovery_notice_due = False, self._broken_notice_sent
-            self._metrics.pipeline_broken.set(0)
         if self.broken and not self._broken_notice_sent:
-            self._broken_notice_sent = await self._send(True, self._last_beat_unix)
+            delivered = await self._send(True, self._last_beat_unix)
+            self._broken_notice_sent = delivered
+            if delivered and not self.broken:  # a beat restored it while "broken" was on its way: "restored" owed
+                self._recovery_notice_due = True
         elif not self.broken and self._recovery_notice_due:
             self._recovery_notice_due = not await self._send(False, self._last_beat_unix)
 
