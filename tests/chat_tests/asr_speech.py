@@ -35,6 +35,8 @@ def speech_file(container: str, text: str = UTTERANCE) -> bytes:
     wav = wav_header(rate, len(pcm)) + pcm
     if container == "wav":
         return wav
+    # Written to a pipe, ffmpeg cannot seek back: the webm has no cues and no duration, as Chromium's MediaRecorder
+    # writes it (a live stream).
     muxer = {"webm": "webm", "ogg": "ogg"}[container]
     done = subprocess.run(
         [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "wav", "-i", "pipe:0",

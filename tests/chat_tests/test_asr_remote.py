@@ -74,7 +74,13 @@ def test_server_error_is_clear_and_not_retried(standin: AsrStandin) -> None:
         assert metrics.registry.get_sample_value("talker_stage_duration_seconds_count", {"stage": "asr"}) is None
         return (await stt.transcribe(speech_file("wav"), "wav")).text
 
-    assert run(two_turns()) == "what is the weather today"
+    async def two_turns_then_close() -> str:
+        try:
+            return await two_turns()
+        finally:
+            await stt.aclose()
+
+    assert run(two_turns_then_close()) == "what is the weather today"
     assert len(standin.requests) == 2
 
 

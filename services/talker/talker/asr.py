@@ -4,6 +4,7 @@
     asr.load()                                                # optional: load the model now (blocking, ~1 s)
     result = await asr.transcribe(data, "audio/webm;codecs=opus")   # or "wav", "ogg", "pcm" + pcm_rate=
     result.text, result.audio_seconds, result.asr_seconds, result.realtime_factor, result.engine
+    await asr.aclose()                                        # at shutdown (the remote client's connections)
 
 Errors: AudioInputError (talker.audio_input: the input, a client problem except kind "decoder") before any
 recognition, AsrError (kind in ASR_ERROR_KINDS: the recogniser failed; never the client's fault) after.
@@ -193,6 +194,12 @@ class SpeechToText:
     def load(self) -> None:
         """Load the local model now (blocking; startup), so the first turn does not pay for it."""
         self.recogniser.load()
+
+    async def aclose(self) -> None:
+        """At shutdown: close the remote client's connections (nothing to do for pocketsphinx)."""
+        close = getattr(self.recogniser, "aclose", None)
+        if close is not None:
+            await close()
 
     async def transcribe(self, data: bytes, fmt: InputFormat | str, *, pcm_rate: int | None = None) -> Transcript:
         audio = await decode_input_audio(data, fmt, self.limits, pcm_rate=pcm_rate)
