@@ -15,13 +15,14 @@ TORCH_INDEX_URL ?=
 install: $(STAMP)
 
 $(STAMP): services/talker/pyproject.toml services/dingtalk-relay/pyproject.toml services/dingtalk-standin/pyproject.toml \
-		services/asr-standin/pyproject.toml locks/dev.txt locks/torch-cpu.txt
+		services/asr-standin/pyproject.toml services/llm-standin/pyproject.toml locks/dev.txt locks/torch-cpu.txt
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --require-hashes -r locks/dev.txt
 	$(VPY) -m pip install -q --require-hashes --no-deps $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) \
 		-r locks/torch-cpu.txt
 	$(VPY) -m pip install -q --no-deps --no-build-isolation -e services/talker -e services/dingtalk-relay \
-		-e services/dingtalk-standin -e services/asr-standin
+		-e services/dingtalk-standin -e services/asr-standin \
+		-e services/llm-standin
 	touch $(STAMP)
 
 ## lock: re-resolve constraints.txt + requirements into the hashed locks/*.txt (after changing any of them)

@@ -25,6 +25,7 @@ from prometheus_client.process_collector import ProcessCollector
 from talker import __version__
 from talker.accelerators import EngineDevice
 from talker.engine_contract import CHAT_STAGES, STAGES
+from talker.llm import LLM_OUTCOMES, LLMResult
 
 # 5 ms .. 60 s: a cached voice list answers in ms, a long talking-head video takes tens of seconds.
 # 2.0 must stay: it is the latency SLO threshold (prometheus/slo/slos.yml; tests/monitoring_tests checks).
@@ -58,6 +59,11 @@ STREAM_KINDS: tuple[str, ...] = ("audio", "video")
 STREAM_OUTCOMES: tuple[str, ...] = ("completed", "client_closed", "slow_reader", "timeout", "error")
 FAULT_KINDS: tuple[str, ...] = ("error_rate", "extra_latency", "not_ready")
 ENGINES: tuple[str, ...] = ("espeak", "piper")
+# An LLM's first token: 50 ms (a warm small model) .. 30 s (TALKER_LLM_TIMEOUT_S's default).
+LLM_FIRST_TOKEN_BUCKETS: tuple[float, ...] = (
+    0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0,
+)
+LLM_TOKEN_KINDS: tuple[str, ...] = ("prompt", "completion")
 # Requests that matched no route share one label value, so scanners cannot blow up cardinality.
 UNMATCHED_ROUTE = "unmatched"
 
@@ -199,6 +205,31 @@ class TalkerMetrics:
         for kind in FAULT_KINDS:
             self.fault_active.labels(kind).set(0)
 
+        # The LLM stage of a conversation (talker.llm): one observation per LLM request.
+        self.llm_time_to_first_token = Histogram(
+            "talker_llm_time_to_first_token_seconds",
+            "Time from an LLM request sent to its first content token received.",
+            buckets=LLM_FIRST_TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.llm_tokens = Counter(
+            "talker_llm_tokens",
+            "LLM tokens, prompt and completion, as the server's usage reports them (else content deltas).",
+            ["kind"],
+            registry=r,
+        )
+        self.llm_requests = Counter(
+            "talker_llm_requests",
+            "LLM requests by outcome: completed, cancelled (barge-in), timeout, connection_error, "
+            "upstream_error, stream_cut.",
+            ["outcome"],
+            registry=r,
+        )
+        for kind in LLM_TOKEN_KINDS:
+            self.llm_tokens.labels(kind)
+        for outcome in LLM_OUTCOMES:
+            self.llm_requests.labels(outcome)
+
     def set_build_info(self, *, tts_engine: str, device: str) -> None:
         if self._build_labels is not None:
             self.build_info.remove(*self._build_labels)
@@ -242,6 +273,17 @@ class TalkerMetrics:
         self.stage_duration.labels(stage).observe(seconds)
         if audio_seconds > 0:
             self.realtime_factor.labels(stage).observe(seconds / audio_seconds)
+
+    def observe_llm_result(self, result: LLMResult) -> None:
+        """Count one finished LLM request (LLMClient's on_result)."""
+        if result.outcome is not None and result.outcome in LLM_OUTCOMES:
+            self.llm_requests.labels(result.outcome).inc()
+        if result.time_to_first_token_s is not None:
+            self.llm_time_to_first_token.observe(result.time_to_first_token_s)
+        if result.prompt_tokens:
+            self.llm_tokens.labels("prompt").inc(result.prompt_tokens)
+        if result.completion_tokens:
+            self.llm_tokens.labels("completion").inc(result.completion_tokens)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -77,6 +77,27 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     admin_token_file: Path | None = None
 
+    # Conversation (issue 11): the LLM stage, an OpenAI-compatible chat-completions server (default: the
+    # llm-standin on its default port). Its key in the variable or a file (a mounted secret), never both.
+    llm_base_url: str = "http://127.0.0.1:8091/v1"
+    llm_model: str = "standin-chat"
+    llm_api_key: SecretStr | None = None
+    llm_api_key_file: Path | None = None
+    llm_system_prompt: str = (
+        "You are a friendly digital human. Answer in the language the user speaks, in a few short sentences."
+    )
+    llm_max_tokens: int = Field(default=256, ge=1)
+    # Longest wait for the LLM server: to connect, for the first token, or between two tokens.
+    llm_timeout_s: float = Field(default=30.0, gt=0)
+    # Chat sessions in memory: history per session (turns, characters), sessions kept, idle time before expiry.
+    chat_max_sessions: int = Field(default=1000, ge=1)
+    chat_max_turns: int = Field(default=20, ge=1)
+    chat_max_history_chars: int = Field(default=8000, ge=1)
+    chat_session_ttl_s: float = Field(default=1800.0, gt=0)
+    # Sentences sent to TTS: the first one is cut short so the first audio starts early.
+    chat_first_sentence_max_chars: int = Field(default=40, ge=8)
+    chat_sentence_max_chars: int = Field(default=120, ge=8)
+
     # Logging
     log_level: str = "INFO"
     log_text: bool = False  # log request text (off by default: user content is private)
@@ -111,6 +132,19 @@ class Settings(BaseSettings):
         except OSError as exc:
             raise ValueError(f"cannot read TALKER_ADMIN_TOKEN_FILE {self.admin_token_file}: {exc.strerror}") from None
         self.admin_token = SecretStr(token) if token else None
+        return self
+
+    @model_validator(mode="after")
+    def _read_llm_api_key_file(self) -> Settings:
+        if self.llm_api_key_file is None:
+            return self
+        if self.llm_api_key is not None:
+            raise ValueError("set TALKER_LLM_API_KEY or TALKER_LLM_API_KEY_FILE, not both")
+        try:
+            key = self.llm_api_key_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read TALKER_LLM_API_KEY_FILE {self.llm_api_key_file}: {exc.strerror}") from None
+        self.llm_api_key = SecretStr(key) if key else None
         return self
 
     @property
