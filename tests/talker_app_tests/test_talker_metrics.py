@@ -38,6 +38,9 @@ EXPECTED = {  # family -> (type, label names)
     "talker_streams_active": ("gauge", {"kind"}),
     "talker_streams_ended": ("counter", {"kind", "outcome"}),
     "talker_audio_truncated": ("counter", {"route"}),
+    "talker_llm_time_to_first_token_seconds": ("histogram", set()),
+    "talker_llm_tokens": ("counter", {"kind"}),
+    "talker_llm_requests": ("counter", {"outcome"}),
 }
 ROUTES = {"/", "/healthz", "/readyz", "/metrics", "/v1/tts", "/v1/talk", "/v1/voices", "/v1/avatars",
           "/v1/audio/speech", "/v1/talk/stream", "/admin/faults", "/static", "unmatched"}
