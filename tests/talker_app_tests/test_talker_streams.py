@@ -197,3 +197,43 @@ def test_max_audio_seconds_refuses_up_front_or_cuts_cleanly(secured: TalkerServe
     logged = [line for line in talker.proc.log_path.read_text().splitlines() if '"truncated": true' in line]
     assert len(logged) == 2 and all("TALKER_MAX_AUDIO_SECONDS" in line for line in logged)
 
+
+
+def error_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if '"level": "error"' in line or "Traceback" in line or '"exc"' in line]
+
+
+def test_streams_cut_on_purpose_log_no_error_but_a_real_error_still_does(secured: TalkerServer) -> None:
+    # A client that hangs up or stops reading ends its stream as counted (client_closed, slow_reader): a normal
+    # end, so no ERROR line or traceback (uvicorn called each an unfinished response); a 500 still logs ERROR.
+    talker = secured
+    poll_until(lambda: idle(talker), timeout=10, what="an idle server")
+    start = len(talker.proc.log_path.read_text())
+    body = {"model": "espeak", "voice": "alloy", "input": LONG_TEXT, "response_format": "pcm"}
+    hang_up = RawStream(talker.url, SPEECH, body, headers={**AUTH, "X-Request-ID": "quiet-hang-up"})
+    assert hang_up.status == 200
+    hang_up.hang_up()
+    slow = RawStream(talker.url, SPEECH, body, headers={**AUTH, "X-Request-ID": "quiet-slow-reader"})
+    try:
+        assert slow.status == 200
+        # Generous: the write timeout is 1 s, the rest is a busy box; the access line is written in the same step
+        # of the event loop as uvicorn's line after the response returns, so it is there once this is.
+        line = poll_until(lambda: access_line(talker, "quiet-slow-reader"), timeout=WRITE_TIMEOUT_S + 30,
+                          interval=0.05, what="the slow reader's log line")
+    finally:
+        slow.close()
+    assert line["stream_outcome"] == "slow_reader"
+    hung = poll_until(lambda: access_line(talker, "quiet-hang-up"), timeout=30, what="the hang-up's log line")
+    assert hung["stream_outcome"] == "client_closed"
+    assert error_lines(talker.proc.log_path.read_text()[start:]) == []
+
+    talker.set_faults(error_rate=1.0)
+    try:
+        failed = httpx.post(f"{talker.url}{SPEECH}", json={**body, "input": "hi"},
+                            headers={**AUTH, "X-Request-ID": "real-error"}, timeout=30)
+    finally:
+        talker.clear_faults_and_drain()
+    assert failed.status_code == 500
+    poll_until(lambda: access_line(talker, "real-error"), timeout=30, what="the failed request's log line")
+    errors = error_lines(talker.proc.log_path.read_text()[start:])
+    assert errors and all('"request_id": "real-error"' in e for e in errors), errors

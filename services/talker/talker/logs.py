@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from contextvars import ContextVar
 from typing import Any
 
 # Attributes every LogRecord has; anything else was passed through `extra=` and belongs in the JSON.
@@ -15,6 +16,23 @@ _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)
     "asctime",
     "color_message",
 }
+
+
+# uvicorn's ERROR when an app returns before the body's last chunk. talker does that on purpose when it cuts a
+# stream (the client left, stopped reading, or the deadline passed): the client must see a truncated body, not a
+# short file. Such an end is counted (talker_streams_ended_total{outcome}) and in the access line; it is no error.
+UNFINISHED_RESPONSE_MSG = "ASGI callable returned without completing response."
+QUIET_STREAM_CUTS = frozenset({"client_closed", "slow_reader", "timeout"})
+# Set by the stream response in its own task when it ends a stream early; uvicorn logs in that same task.
+stream_cut: ContextVar[str | None] = ContextVar("talker_stream_cut", default=None)
+
+
+class QuietStreamCuts(logging.Filter):
+    """Drops uvicorn's unfinished-response ERROR for a stream talker cut on purpose; every other record passes
+    (a stream that ends in `error` still logs it, and "stream failed" with its traceback)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.msg == UNFINISHED_RESPONSE_MSG and stream_cut.get() in QUIET_STREAM_CUTS)
 
 
 class JsonFormatter(logging.Formatter):
@@ -45,5 +63,8 @@ def configure_logging(level: str = "INFO") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    uvicorn_error = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, QuietStreamCuts) for f in uvicorn_error.filters):
+        uvicorn_error.addFilter(QuietStreamCuts())
     # Our middleware writes one richer line per request; uvicorn's access line would duplicate it.
     logging.getLogger("uvicorn.access").disabled = True

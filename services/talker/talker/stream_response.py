@@ -4,7 +4,9 @@ Starlette's StreamingResponse would wait forever on a client that stops reading 
 producer, holding its slot). Here every send must finish within the stream's write timeout, or the
 stream is cut (outcome slow_reader); a task watching `receive` notices a client that went away while
 we wait on the producer or the socket (client_closed). A stream cut for any reason other than
-completion is left unterminated on the wire, so the client sees a truncated body, not a short file.
+completion is left unterminated on the wire, so the client sees a truncated body, not a short file; uvicorn
+would call that an ERROR ("returned without completing response"): talker.logs.QuietStreamCuts keeps it quiet
+for the outcomes client_closed, slow_reader and timeout (counted, and in the access line).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from talker.engine_contract import STAGE_TTS
+from talker.logs import stream_cut
 from talker.observe import TRUNCATED_END_REASON, RequestContext
 from talker.streaming import OpenStream
 
@@ -78,6 +81,7 @@ class StreamedResponse(Response):
                 await watcher
             stream.close(stream.outcome or outcome)
             if stream.outcome != "completed":
+                stream_cut.set(stream.outcome)  # a cut on purpose is no server error (talker.logs.QuietStreamCuts)
                 # The client is gone or cut: nothing waits on us, so wait for the producer to let go and log
                 # how long stopping took (the slot is freed as its thread returns).
                 stopped_s = None
