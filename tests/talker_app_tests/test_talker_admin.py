@@ -53,7 +53,8 @@ def test_talker_admin_auth(faults: TalkerServer) -> None:
 
     ok = httpx.post(url, json={"extra_latency_ms": 5}, headers=admin_headers())
     assert ok.status_code == 200
-    assert ok.json()["active"] == {"error_rate": False, "extra_latency": True, "not_ready": False}
+    assert ok.json()["active"] == {"error_rate": False, "extra_latency": True, "not_ready": False,
+                                   "llm_extra_latency": False, "llm_error_rate": False}
 
     bad = httpx.post(url, json={"error_rate": 1.5}, headers=admin_headers())
     assert bad.status_code == 422
@@ -75,6 +76,27 @@ def test_talker_error_rate_fault_shows_as_500s(faults: TalkerServer) -> None:
     talker.clear_faults_and_drain()
     assert httpx.post(f"{talker.url}/v1/tts", json={"text": "hello"}, timeout=10).status_code == 200
     assert talker.value("talker_fault_injection_active", kind="error_rate") == 0
+
+
+def test_talker_llm_faults_are_switched_and_shown_like_the_others(faults: TalkerServer) -> None:
+    talker = faults
+    url = f"{talker.url}/admin/faults"
+    for field, value in (("llm_error_rate", 1.01), ("llm_extra_latency_ms", -1)):
+        bad = httpx.post(url, json={field: value}, headers=admin_headers())
+        assert bad.status_code == 422 and bad.json()["field"] == field
+    talker.set_faults(llm_extra_latency_ms=1500, llm_error_rate=0.25)
+    state = httpx.get(url, headers=admin_headers()).json()
+    assert state["faults"]["llm_extra_latency_ms"] == 1500 and state["faults"]["llm_error_rate"] == 0.25
+    assert state["active"]["llm_extra_latency"] is True and state["active"]["llm_error_rate"] is True
+    assert talker.value("talker_fault_injection_active", kind="llm_extra_latency") == 1
+    assert talker.value("talker_fault_injection_active", kind="llm_error_rate") == 1
+    assert talker.value("talker_fault_injection_active", kind="error_rate") == 0
+    # The synthesis routes are untouched by the LLM's faults.
+    assert httpx.post(f"{talker.url}/v1/tts", json={"text": "hello"}, timeout=10).status_code == 200
+
+    talker.clear_faults_and_drain()
+    assert talker.value("talker_fault_injection_active", kind="llm_extra_latency") == 0
+    assert talker.value("talker_fault_injection_active", kind="llm_error_rate") == 0
 
 
 def test_talker_not_ready_fault(faults: TalkerServer) -> None:

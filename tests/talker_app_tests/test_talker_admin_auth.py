@@ -66,7 +66,8 @@ def test_talker_admin_refuses_every_header_but_the_token(
             assert answer.json()["detail"] == "wrong admin token"
     assert rejected(client) == before + 3
     assert client.get("/admin/faults", headers={"Authorization": f"Bearer {TOKEN}"}).json()["active"] == {
-        "error_rate": False, "extra_latency": False, "not_ready": False,
+        "error_rate": False, "extra_latency": False, "not_ready": False, "llm_extra_latency": False,
+        "llm_error_rate": False,
     }
 
 
@@ -75,5 +76,6 @@ def test_talker_admin_accepts_the_token(client: TestClient, authorization: str) 
     before = rejected(client)
     answer = client.get("/admin/faults", headers={"Authorization": authorization})
     assert answer.status_code == 200, answer.text
-    assert set(answer.json()["active"]) == {"error_rate", "extra_latency", "not_ready"}
+    assert set(answer.json()["active"]) == {"error_rate", "extra_latency", "not_ready", "llm_extra_latency",
+                                            "llm_error_rate"}
     assert rejected(client) == before

@@ -98,7 +98,7 @@ def test_talker_metrics_contract_after_traffic(talker: TalkerServer) -> None:
     assert set(stage_counts) == {"tts", "animate", "encode"}
     assert all(count > 0 for count in stage_counts.values())
     kinds = {s.labels["kind"] for s in families["talker_fault_injection_active"].samples}
-    assert kinds == {"error_rate", "extra_latency", "not_ready"}
+    assert kinds == {"error_rate", "extra_latency", "not_ready", "llm_extra_latency", "llm_error_rate"}
     for family, labels in (("talker_time_to_first_audio_seconds", {"route": "/v1/audio/speech", "engine": "espeak"}),
                            ("talker_time_to_first_frame_seconds", {"route": "/v1/talk/stream"})):
         first = sorted(float(s.labels["le"]) for s in families[family].samples

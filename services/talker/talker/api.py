@@ -198,7 +198,8 @@ async def get_faults(service: ServiceDep) -> dict[str, Any]:
 async def set_faults(request: Request, service: ServiceDep) -> dict[str, Any]:
     # The body is parsed here, after the auth check, so an anonymous caller learns nothing from validation.
     body = await _parse_body(request, FaultBody)
-    service.set_faults(error_rate=body.error_rate, extra_latency_ms=body.extra_latency_ms, not_ready=body.not_ready)
+    service.set_faults(error_rate=body.error_rate, extra_latency_ms=body.extra_latency_ms, not_ready=body.not_ready,
+                       llm_extra_latency_ms=body.llm_extra_latency_ms, llm_error_rate=body.llm_error_rate)
     return service.fault_state()
 
 

@@ -10,6 +10,11 @@ Leaving the `async with` early (barge-in) or cancelling the task closes the HTTP
 the outcome "cancelled". There are no retries (max_retries=0): a failed answer costs money and time, and the
 caller tells the user instead. Plain module: it knows nothing of HTTP routes or Prometheus; `on_result` is
 called once per request with the final LLMResult (the composition root hands it to the metrics).
+
+Fault injection (`faults=`, the service's FaultInjector, switched by POST /admin/faults): llm_extra_latency_ms
+is waited before the request is sent, so it lands in the time to first token (a wait past TALKER_LLM_TIMEOUT_S
+ends as a timeout, as a real slow server would); llm_error_rate answers a request with an injected
+upstream_error (HTTP 500, no request sent). Both are counted like the real thing.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from talker.faults import FaultInjector
     from talker.settings import Settings
 
 log = logging.getLogger("talker.llm")
@@ -100,10 +106,12 @@ class LLMClient:
         *,
         on_result: Callable[[LLMResult], None] | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        faults: FaultInjector | None = None,
     ) -> None:
         self.config = config
         self.on_result = on_result
         self.clock = clock
+        self.faults = faults
         # Imported here: the SDK takes 0.6 s to import, and the metrics module imports this one's outcomes.
         import openai
 
@@ -178,6 +186,21 @@ class LLMStream:
         self.result.outcome, self.result.detail, self.result.status_code = outcome, detail, status
         return LLMError(self.result)
 
+    async def _injected_faults(self) -> None:
+        """The llm_* faults of /admin/faults, before the request: a wait, then maybe an upstream error."""
+        faults, timeout_s = self._client.faults, self._client.config.timeout_s
+        if faults is None:
+            return
+        delay = faults.llm_extra_latency_s
+        if delay >= timeout_s:
+            await asyncio.sleep(timeout_s)
+            raise self._fail(LLMOutcome.TIMEOUT, f"no answer from the LLM within {timeout_s:g} s (injected latency)")
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if faults.should_fail_llm():
+            raise self._fail(LLMOutcome.UPSTREAM_ERROR, "injected LLM fault (llm_error_rate, POST /admin/faults)",
+                             500)
+
     async def _run(self) -> AsyncIterator[str]:
         import openai
 
@@ -186,6 +209,7 @@ class LLMStream:
         streaming = False
         try:
             try:
+                await self._injected_faults()
                 stream = await client._openai.chat.completions.create(
                     model=config.model,
                     messages=self._messages,  # type: ignore[arg-type]

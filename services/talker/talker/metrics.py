@@ -57,7 +57,7 @@ STREAM_KINDS: tuple[str, ...] = ("audio", "video")
 # completed: all produced and sent; client_closed: the client went away; slow_reader: the client stopped
 # reading for TALKER_STREAM_WRITE_TIMEOUT_S; timeout: TALKER_REQUEST_TIMEOUT_S passed; error: we failed.
 STREAM_OUTCOMES: tuple[str, ...] = ("completed", "client_closed", "slow_reader", "timeout", "error")
-FAULT_KINDS: tuple[str, ...] = ("error_rate", "extra_latency", "not_ready")
+FAULT_KINDS: tuple[str, ...] = ("error_rate", "extra_latency", "not_ready", "llm_extra_latency", "llm_error_rate")
 ENGINES: tuple[str, ...] = ("espeak", "piper")
 # An LLM's first token: 50 ms (a warm small model) .. 30 s (TALKER_LLM_TIMEOUT_S's default).
 LLM_FIRST_TOKEN_BUCKETS: tuple[float, ...] = (

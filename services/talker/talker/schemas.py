@@ -36,3 +36,5 @@ class FaultBody(BaseModel):
     error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     extra_latency_ms: float = Field(default=0.0, ge=0.0, le=600_000.0)
     not_ready: bool = False
+    llm_extra_latency_ms: float = Field(default=0.0, ge=0.0, le=600_000.0)
+    llm_error_rate: float = Field(default=0.0, ge=0.0, le=1.0)

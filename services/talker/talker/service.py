@@ -187,8 +187,14 @@ class TalkerService:
         config = self._faults.config
         return {"faults": config.as_dict(), "active": config.active_kinds()}
 
-    def set_faults(self, *, error_rate: float, extra_latency_ms: float, not_ready: bool) -> None:
-        self._faults.set(FaultConfig(error_rate, extra_latency_ms, not_ready))
+    @property
+    def faults(self) -> FaultInjector:
+        """The one injector /admin/faults switches; the LLM stage's client is built with it (LLMClient(faults=))."""
+        return self._faults
+
+    def set_faults(self, *, error_rate: float, extra_latency_ms: float, not_ready: bool,
+                   llm_extra_latency_ms: float = 0.0, llm_error_rate: float = 0.0) -> None:
+        self._faults.set(FaultConfig(error_rate, extra_latency_ms, not_ready, llm_extra_latency_ms, llm_error_rate))
         self._show_faults()
 
     def clear_faults(self) -> None:
