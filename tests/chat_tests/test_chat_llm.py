@@ -75,12 +75,28 @@ def test_llm_deltas_stream_in_order_and_the_first_arrives_long_before_the_last(l
 
 @pytest.mark.parametrize("delay", [0.05, 0.4])
 def test_llm_time_to_first_token_is_the_servers_first_token_delay(llm_standin: Start, delay: float) -> None:
-    standin = llm_standin(replies=["One. Two."], first_token_delay=delay, tokens_per_second=50)
-    arrivals, result, _ = asyncio.run(collect(client_for(standin)))
-    assert result.time_to_first_token_s is not None
-    # Measured from the request sent to the first content delta: the delay plus loopback HTTP and parsing.
-    assert delay <= result.time_to_first_token_s <= delay + 0.1, result.time_to_first_token_s
-    assert result.time_to_first_token_s <= arrivals[0][0]
+    standin = llm_standin(replies=["One. Two."], first_token_delay=0.0, tokens_per_second=50)
+    client = client_for(standin)
+
+    async def ttfts() -> list[float]:
+        measured = []
+        try:
+            for attempt in range(4):
+                standin.first_token_delay = 0.0 if attempt == 0 else delay  # the first one warms the connection
+                async with client.stream(USER) as reply:
+                    async for _ in reply:
+                        pass
+                assert reply.result.time_to_first_token_s is not None
+                measured.append(reply.result.time_to_first_token_s)
+        finally:
+            await client.aclose()
+        return measured[1:]
+
+    measured = asyncio.run(ttfts())
+    # From the request sent to the first content delta: the delay plus loopback HTTP and parsing (about 3 ms
+    # here); the median of three, so one stall of the shared box does not decide.
+    assert all(t >= delay for t in measured), measured
+    assert sorted(measured)[1] <= delay + 0.05, measured
 
 
 def test_llm_usage_is_counted_from_the_usage_chunk_and_reaches_the_metrics(llm_standin: Start) -> None:
