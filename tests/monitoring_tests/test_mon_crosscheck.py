@@ -36,9 +36,19 @@ def admin_headers(stack: DevStack) -> dict[str, str]:
     return {"Authorization": f"Bearer {stack.admin_token}"}
 
 
-def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    reply = request(method, url, body, headers=headers, timeout=60)
+# Generous: the cross-check proves names and data, not latency; on a shared 2-core box a short /v1/talk/stream
+# once took past 60 s (talker's default deadline: a 504). talker gets REQUEST_TIMEOUT_S, the client a bit more.
+REQUEST_TIMEOUT_S = 240
+
+
+def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
+         timeout: float = 60.0) -> tuple[int, bytes]:
+    reply = request(method, url, body, headers=headers, timeout=timeout)
     return reply.status, reply.body
+
+
+def talker_http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    return http(method, url, body, headers, timeout=REQUEST_TIMEOUT_S + 30)
 
 
 def prom_query(stack: DevStack, expr: str) -> list[dict[str, Any]]:
@@ -52,19 +62,19 @@ def prom_query(stack: DevStack, expr: str) -> list[dict[str, Any]]:
 def drive_traffic(stack: DevStack) -> None:
     api, admin = stack.urls["talker"], admin_headers(stack)
     for text in ("你好，值班同学。", "Hello from the cross-check."):
-        status, _ = http("POST", f"{api}/v1/tts", {"text": text})
+        status, _ = talker_http("POST", f"{api}/v1/tts", {"text": text})
         assert status == 200, logs(stack)
-    assert http("POST", f"{api}/v1/talk", {"text": "Hi."})[0] == 200, logs(stack)
+    assert talker_http("POST", f"{api}/v1/talk", {"text": "Hi."})[0] == 200, logs(stack)
     # Streamed speech (OpenAI-compatible) and streamed video: the TTFA / TTFF histograms and stream outcomes.
-    status, body = http("POST", f"{api}/v1/audio/speech",
-                        {"model": "tts-1", "input": "Streaming check.", "voice": "alloy", "response_format": "wav"})
+    speech = {"model": "tts-1", "input": "Streaming check.", "voice": "alloy", "response_format": "wav"}
+    status, body = talker_http("POST", f"{api}/v1/audio/speech", speech)
     assert status == 200 and body[:4] == b"RIFF", logs(stack)
-    assert http("POST", f"{api}/v1/talk/stream", {"text": "Hi."})[0] == 200, logs(stack)
-    assert http("GET", f"{api}/v1/voices")[0] == 200
-    assert http("POST", f"{api}/v1/tts", {"txt": "typo"})[0] == 422  # a bad request
-    assert http("POST", f"{api}/admin/faults", {"error_rate": 1.0}, admin)[0] == 200
-    assert http("POST", f"{api}/v1/tts", {"text": "fail"})[0] == 500  # the injected fault
-    assert http("DELETE", f"{api}/admin/faults", None, admin)[0] == 200
+    assert talker_http("POST", f"{api}/v1/talk/stream", {"text": "Hi."})[0] == 200, logs(stack)
+    assert talker_http("GET", f"{api}/v1/voices")[0] == 200
+    assert talker_http("POST", f"{api}/v1/tts", {"txt": "typo"})[0] == 422  # a bad request
+    assert talker_http("POST", f"{api}/admin/faults", {"error_rate": 1.0}, admin)[0] == 200
+    assert talker_http("POST", f"{api}/v1/tts", {"text": "fail"})[0] == 500  # the injected fault
+    assert talker_http("DELETE", f"{api}/admin/faults", None, admin)[0] == 200
     firing = json.loads((REPO_ROOT / "tests/relay_tests/fixtures/alertmanager_firing.json").read_text(encoding="utf-8"))
     webhook_token = stack.webhook_token_file.read_text(encoding="ascii").strip()
     status, body = http("POST", f"{stack.urls['relay']}/alertmanager/default", firing,
@@ -75,7 +85,8 @@ def drive_traffic(stack: DevStack) -> None:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     # espeak alone keeps start-up and CPU small on shared cores; the work directory stays for the logs.
-    with DevStack(profile="fast", ports="auto", env={"TALKER_ENABLE_PIPER": "false"},
+    with DevStack(profile="fast", ports="auto", env={"TALKER_ENABLE_PIPER": "false",
+                                                    "TALKER_REQUEST_TIMEOUT_S": str(REQUEST_TIMEOUT_S)},
                   workdir=tmp_path_factory.mktemp("crosscheck")) as dev:
         drive_traffic(dev)
 
