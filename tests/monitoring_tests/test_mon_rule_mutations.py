@@ -118,7 +118,7 @@ def test_every_alert_with_a_threshold_is_mutated() -> None:
     assert {"TalkerHighErrorRate", "TalkerHighLatency", "TalkerOverloaded", "TalkerSlowSynthesis",
             "TalkerAvailabilityErrorBudgetBurn", "TalkerLatencyErrorBudgetBurn", "TalkerGPUMemoryHigh",
             "TalkerGPUTemperatureHigh", "HostHighCPU", "HostMemoryHigh", "HostDiskSpaceLow", "TalkerSlowFirstAudio",
-            "TalkerTTFAErrorBudgetBurn"} <= mutated
+            "TalkerTTFAErrorBudgetBurn", "TalkerLLMUpstreamFailing", "TalkerLLMSlowFirstToken"} <= mutated
     for slo in ("Availability", "Latency", "TTFA"):
         factors = {m.literal for m in mutants() if m.alert == f"Talker{slo}ErrorBudgetBurn"}
         assert factors == {"14.4", "6", "3", "1"}, slo

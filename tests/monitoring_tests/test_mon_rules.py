@@ -165,3 +165,26 @@ def test_talker_replicas_bounds_are_accepted(tmp_path: Path) -> None:
     for value in ("1", "256"):
         rendered = render(tmp_path / value, profile="fast", env={"TALKER_REPLICAS": value})
         assert f"expr: vector({value})" in (rendered.rules_dir / "replicas_expected.yml").read_text(encoding="utf-8")
+
+
+def test_llm_failure_outcomes_in_the_rules_are_the_stages_own() -> None:
+    # The failed-request ratio names the failure outcomes in a regex: they must be talker.llm's, all of them, and
+    # the denominator must leave out exactly cancelled (the user's barge-in), keeping completed and the failures.
+    from talker.llm import LLM_FAILURES, LLM_OUTCOMES
+
+    recorded = {rule["record"]: rule["expr"] for rule in contract.rules() if "record" in rule}
+    ratio = recorded["instance:talker_llm_requests_failed:ratio_rate5m"]
+    match = re.search(r'talker_llm_requests_total\{outcome=~"([^"]+)"\}', ratio)
+    assert match, ratio
+    assert set(match.group(1).split("|")) == set(LLM_FAILURES)
+    assert set(LLM_OUTCOMES) - set(LLM_FAILURES) == {"completed", "cancelled"}
+    assert 'outcome!="cancelled"' in recorded["instance:talker_llm_requests:rate5m"]
+
+
+def test_llm_first_token_alert_threshold_is_a_bucket_bound() -> None:
+    # TalkerLLMSlowFirstToken interpolates around 2 s: without that bound the p95 would blur across a wide bucket.
+    from talker.metrics import LLM_FIRST_TOKEN_BUCKETS
+
+    slow = next(rule for rule in alert_rules() if rule["alert"] == "TalkerLLMSlowFirstToken")
+    threshold = float(re.search(r">\s*(\d+(?:\.\d+)?)", slow["expr"]).group(1))  # type: ignore[union-attr]
+    assert threshold == 2.0 and threshold in LLM_FIRST_TOKEN_BUCKETS
