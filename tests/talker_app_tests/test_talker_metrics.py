@@ -41,6 +41,9 @@ EXPECTED = {  # family -> (type, label names)
     "talker_llm_time_to_first_token_seconds": ("histogram", set()),
     "talker_llm_tokens": ("counter", {"kind"}),
     "talker_llm_requests": ("counter", {"outcome"}),
+    "talker_chat_turns": ("counter", {"input", "outcome"}),
+    "talker_chat_sessions_active": ("gauge", set()),
+    "talker_chat_first_audio_seconds": ("histogram", set()),
 }
 ROUTES = {"/", "/healthz", "/readyz", "/metrics", "/v1/tts", "/v1/talk", "/v1/voices", "/v1/avatars",
           "/v1/audio/speech", "/v1/talk/stream", "/admin/faults", "/static", "unmatched"}

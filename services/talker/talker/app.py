@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from talker import __version__, api, openai_api
+from talker import __version__, api, chat_ws, openai_api
 from talker.engine_contract import PipelineLike
 from talker.errors import install_error_handlers
 from talker.gpu import GpuCollector, TorchCudaMemory
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, pipeline: PipelineLike | None =
     app.include_router(api.probes)
     app.include_router(api.v1)
     app.include_router(openai_api.router)
+    app.include_router(chat_ws.router)
     app.include_router(api.admin)
     if settings.serve_metrics_on_api_port:
         app.include_router(api.metrics_router)

@@ -64,6 +64,13 @@ LLM_FIRST_TOKEN_BUCKETS: tuple[float, ...] = (
     0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0,
 )
 LLM_TOKEN_KINDS: tuple[str, ...] = ("prompt", "completion")
+# A conversation turn (talker.chat): how the user spoke, and how the turn ended.
+CHAT_INPUTS: tuple[str, ...] = ("text", "audio")
+# completed: answered and spoken; cancelled: barge-in or the client left; refused: overloaded or not admitted;
+# llm_error / asr_error / tts_error: that stage failed; invalid: the input was refused (bounds, format).
+CHAT_TURN_OUTCOMES: tuple[str, ...] = (
+    "completed", "cancelled", "refused", "llm_error", "asr_error", "tts_error", "invalid",
+)
 # Requests that matched no route share one label value, so scanners cannot blow up cardinality.
 UNMATCHED_ROUTE = "unmatched"
 
@@ -227,6 +234,22 @@ class TalkerMetrics:
         )
         for kind in LLM_TOKEN_KINDS:
             self.llm_tokens.labels(kind)
+        # The conversation route (/v1/chat/ws, talker.chat).
+        self.chat_turns = Counter(
+            "talker_chat_turns", "Conversation turns by input (text, audio) and outcome.",
+            ["input", "outcome"], registry=r,
+        )
+        for source in CHAT_INPUTS:
+            for outcome in CHAT_TURN_OUTCOMES:
+                self.chat_turns.labels(source, outcome)
+        self.chat_sessions_active = Gauge(
+            "talker_chat_sessions_active", "Open conversation WebSockets.", registry=r,
+        )
+        self.chat_first_audio = Histogram(
+            "talker_chat_first_audio_seconds",
+            "From the end of the user's turn (text received, or spoken input ended) to the first audio byte sent.",
+            buckets=(*FIRST_OUTPUT_BUCKETS, 20.0, 30.0), registry=r,
+        )
         for outcome in LLM_OUTCOMES:
             self.llm_requests.labels(outcome)
 

@@ -9,6 +9,7 @@ route -> request model -> TalkerService -> Pipeline.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -18,6 +19,7 @@ from typing import Any
 from talker.accelerators import EngineDevice
 from talker.animator.stream_encode import MIME_TYPE as FMP4_MIME_TYPE
 from talker.audio_formats import MEDIA_TYPES, open_encoder, sse_delta, sse_done
+from talker.chat import Conversation
 from talker.credentials import KeyRing, token_matches
 from talker.engine_contract import (
     EMOTIONS,
@@ -155,6 +157,23 @@ class TalkerService:
     def accepts_admin_token(self, given: str) -> bool:
         token = self._settings.admin_token
         return token_matches(given, None if token is None else token.get_secret_value())
+
+    # --- conversation (chat.py) ----------------------------------------------------------------------
+    @functools.cached_property
+    def chat(self) -> Conversation:
+        """The conversation (LLM client, sessions, turns): made on first use, so synthesis-only use pays nothing."""
+        return Conversation(self, self._settings, self._metrics)
+
+    def chat_origin_allowed(self, origin: str | None, host: str | None) -> bool:
+        """TALKER_CHAT_ALLOWED_ORIGINS, else the request's own host. No Origin: not a browser page, allowed."""
+        if origin is None:
+            return True
+        allowed = self._settings.chat_allowed_origins
+        if allowed is not None:
+            entries = {entry.strip().rstrip("/") for entry in allowed.split(",") if entry.strip()}
+            return "*" in entries or origin.rstrip("/") in entries
+        _, _, origin_host = origin.partition("://")
+        return host is not None and origin_host.rstrip("/").lower() == host.lower()
 
     # --- what there is -------------------------------------------------------------------------------
     def voices(self) -> list[VoiceInfo]:

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     # Sentences sent to TTS: the first one is cut short so the first audio starts early.
     chat_first_sentence_max_chars: int = Field(default=40, ge=8)
     chat_sentence_max_chars: int = Field(default=120, ge=8)
+    # Origins (scheme://host[:port], comma-separated, or *) whose pages may open /v1/chat/ws; unset: only pages
+    # served by the host the request names (a page elsewhere must not spend the LLM quota through a visitor).
+    chat_allowed_origins: str | None = None
 
     # Logging
     log_level: str = "INFO"

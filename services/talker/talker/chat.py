@@ -1,0 +1,219 @@
+"""A conversation turn without HTTP: the user's text -> LLM deltas -> sentences -> streaming TTS -> media.
+
+The WebSocket route (chat_ws.py) parses messages and sends what a turn emits; `Conversation` (one per
+app, reached through `TalkerService.chat`) owns the turn:
+
+    conversation = service.chat
+    session = conversation.open_session(requested_id)
+    options = conversation.turn_options(voice=..., emotion=..., avatar=..., output="audio")  # Refusal if bad
+    await conversation.answer(session, text, options, out, source="text", ended_at=time.perf_counter())
+
+`out` (TurnOutput) takes events (dicts) and media (bytes). The answer is pipelined: each LLM delta is sent as a
+`reply_delta` at once and fed to the sentence cutter; a speaker task turns each finished sentence into a
+speech stream (TalkerService.speech_stream: a synthesis slot while it produces, 429-equivalent refusal when
+slots and queue are full) while the LLM goes on. Cancelling `answer` (barge-in) closes the LLM's HTTP stream
+and the speech stream; nothing more is emitted for that turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from talker.audio_formats import PCM_RATE
+from talker.chat_sessions import ChatSession, ChatSessionStore
+from talker.llm import LLMClient, LLMConfig, LLMError
+from talker.metrics import CHAT_INPUTS, CHAT_TURN_OUTCOMES, TalkerMetrics
+from talker.refusals import Refusal, RefusalKind
+from talker.sentences import SentenceCutter
+from talker.settings import Settings
+
+if TYPE_CHECKING:
+    from talker.service import TalkerService
+
+log = logging.getLogger("talker.chat")
+CHAT_ROUTE = "/v1/chat/ws"
+OUTPUTS: tuple[str, ...] = ("audio", "video")
+# How audio media is sent: raw PCM, as OpenAI's `pcm` response format (audio_formats.PcmEncoder).
+AUDIO_MEDIA: dict[str, Any] = {"type": "media", "kind": "audio", "format": "pcm_s16le", "sample_rate": PCM_RATE,
+                               "channels": 1}
+
+
+class ClientGone(Exception):
+    """The client went away while a turn was sending (TurnOutput raises it): the turn is cancelled."""
+
+
+@dataclass(frozen=True)
+class TurnOptions:
+    voice: str | None = None
+    emotion: str = "neutral"
+    avatar: str | None = None
+    output: str = "audio"
+
+
+@dataclass
+class TurnOutput:
+    """Where a turn's events and media go (the route's WebSocket sender); each raises ClientGone once the
+    client is gone."""
+
+    event: Callable[[dict[str, Any]], Awaitable[None]]
+    media: Callable[[bytes], Awaitable[None]]
+    refused: Callable[[Refusal], Awaitable[None]]  # an error event in the error body's shape, counted
+
+
+@dataclass
+class TurnTimings:
+    ended_at: float  # perf_counter at the end of the user's turn
+    asr: float | None = None
+    llm_ttft: float | None = None
+    llm: float | None = None
+    tts_first_audio: float | None = None
+    first_audio: float | None = None
+    total: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, float]:
+        names = ("asr", "llm_ttft", "llm", "tts_first_audio", "first_audio", "total")
+        return {name: round(value, 4) for name in names if (value := getattr(self, name)) is not None}
+
+
+class Conversation:
+    def __init__(self, service: TalkerService, settings: Settings, metrics: TalkerMetrics) -> None:
+        self._service = service
+        self._settings = settings
+        self._metrics = metrics
+        self.llm = LLMClient(LLMConfig.from_settings(settings), on_result=metrics.observe_llm_result,
+                             faults=service.faults)
+        self.sessions = ChatSessionStore(
+            max_sessions=settings.chat_max_sessions, max_turns=settings.chat_max_turns,
+            max_chars=settings.chat_max_history_chars, idle_ttl_s=settings.chat_session_ttl_s,
+        )
+        self.max_text_chars = settings.max_text_chars
+
+    def open_session(self, requested_id: str | None) -> ChatSession:
+        return self.sessions.open(requested_id)
+
+    def turn_options(self, *, voice: str | None, emotion: str | None, avatar: str | None,
+                     output: str | None) -> TurnOptions:
+        """Checked options of a `config` message; raises Refusal naming the first bad field."""
+        output = output or "audio"
+        if output not in OUTPUTS:
+            raise Refusal(RefusalKind.INVALID, "invalid output", field="output",
+                          detail=f"output must be one of {', '.join(OUTPUTS)}", allowed=list(OUTPUTS))
+        checked = self._service.speech_request("check", voice=voice, emotion=emotion or "neutral", speed=1.0,
+                                               avatar=avatar)
+        return TurnOptions(voice=checked.voice, emotion=checked.emotion, avatar=checked.avatar, output=output)
+
+    def session_opened(self) -> None:
+        self._metrics.chat_sessions_active.inc()
+
+    def session_closed(self) -> None:
+        self._metrics.chat_sessions_active.dec()
+
+    def count_turn(self, source: str, outcome: str) -> None:
+        assert source in CHAT_INPUTS and outcome in CHAT_TURN_OUTCOMES, (source, outcome)
+        if self._service.record_metrics:
+            self._metrics.chat_turns.labels(source, outcome).inc()
+
+    async def aclose(self) -> None:
+        await self.llm.aclose()
+
+    # --- one turn ------------------------------------------------------------------------------------
+    async def answer(self, session: ChatSession, text: str, options: TurnOptions, out: TurnOutput, *,
+                     source: str, timings: TurnTimings) -> str:
+        """Answer `text` in `session`: reply deltas, media, then turn_end (or an error event). The outcome.
+
+        CancelledError (barge-in) propagates after the LLM and speech streams are closed; the turn is
+        then counted as cancelled and nothing more is sent."""
+        outcome = "completed"
+        sentences: asyncio.Queue[str | None] = asyncio.Queue()
+        reply = self.llm.stream(session.conversation(text))
+        writer = asyncio.ensure_future(self._write(reply, sentences, out))
+        speaker = asyncio.ensure_future(self._speak(sentences, options, out, timings))
+        try:
+            self._service.admit()
+            done, _ = await asyncio.wait({writer, speaker}, return_when=asyncio.FIRST_EXCEPTION)
+            failed = next((task for task in (writer, speaker) if task in done and task.exception()), None)
+            if failed is not None:
+                raise failed.exception()  # type: ignore[misc]
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except ClientGone:
+            outcome = "cancelled"
+            return outcome
+        except LLMError as exc:
+            outcome = "llm_error"
+            await out.event({"type": "error", "error": "llm failed", "stage": "llm", "detail": exc.result.detail,
+                             "outcome": str(exc.result.outcome)})
+        except Refusal as exc:
+            outcome = "refused" if exc.kind is not RefusalKind.INVALID else "invalid"
+            await out.refused(exc)
+        except Exception:
+            outcome = "tts_error"
+            log.exception("chat turn failed")
+            await out.event({"type": "error", "error": "internal error", "detail": "the answer could not be spoken"})
+        finally:
+            for task in (writer, speaker):
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.gather(writer, speaker, return_exceptions=True)
+            await reply.aclose()
+            self.sessions.record_turn(session, text, reply.result.text)
+            result = reply.result
+            timings.llm_ttft = result.time_to_first_token_s
+            timings.llm = result.duration_s or None
+            if result.duration_s and self._service.record_metrics:
+                self._metrics.observe_stage("llm", result.duration_s)
+            self.count_turn(source, outcome)
+        timings.total = time.perf_counter() - timings.ended_at
+        await out.event({"type": "turn_end", "outcome": outcome, "timings": timings.as_dict()})
+        return outcome
+
+    async def _write(self, reply: Any, sentences: asyncio.Queue[str | None], out: TurnOutput) -> None:
+        """LLM deltas -> reply_delta events and sentences for the speaker."""
+        cutter = SentenceCutter(first_max_chars=self._settings.chat_first_sentence_max_chars,
+                                max_chars=self._settings.chat_sentence_max_chars)
+        try:
+            async with reply:
+                async for delta in reply:
+                    for sentence in cutter.feed(delta):
+                        sentences.put_nowait(sentence)
+                    await out.event({"type": "reply_delta", "text": delta})
+            for sentence in cutter.flush():
+                sentences.put_nowait(sentence)
+        finally:
+            sentences.put_nowait(None)
+
+    async def _speak(self, sentences: asyncio.Queue[str | None], options: TurnOptions, out: TurnOutput,
+                     timings: TurnTimings) -> None:
+        """Each sentence through streaming TTS, in order, its audio sent as it is made."""
+        announced = False
+        while (sentence := await sentences.get()) is not None:
+            req = self._service.speech_request(sentence[: self.max_text_chars], voice=options.voice,
+                                               emotion=options.emotion, speed=1.0)
+            stream = await self._service.speech_stream(req, "pcm", route=CHAT_ROUTE)
+            outcome = "client_closed"
+            try:
+                if timings.tts_first_audio is None:
+                    timings.tts_first_audio = stream.first_bytes_s
+                while (data := await stream.next()) is not None:
+                    if not data:
+                        continue
+                    if not announced:
+                        await out.event(AUDIO_MEDIA)
+                        announced = True
+                    await out.media(data)
+                    if timings.first_audio is None:
+                        timings.first_audio = time.perf_counter() - timings.ended_at
+                        if self._service.record_metrics:
+                            self._metrics.chat_first_audio.observe(timings.first_audio)
+                outcome = await stream.finished_outcome()
+            finally:
+                stream.close(outcome)
+

@@ -1,0 +1,243 @@
+"""`GET /v1/chat/ws`: the conversation WebSocket. Parses messages, sends events; TalkerService.chat owns turns.
+
+Protocol (services/talker/README.md, "Conversation: /v1/chat/ws"): JSON text messages both ways, binary frames
+for media. A recoverable error (malformed JSON, unknown type, a bad or oversized field, a failed stage) is an
+`error` event and the socket stays open; only a refused Origin or API key ends the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from talker.chat import CHAT_ROUTE, ClientGone, TurnOptions, TurnOutput, TurnTimings
+from talker.errors import refusal_error
+from talker.metrics import RejectReason
+from talker.refusals import Refusal
+from talker.service import TalkerService
+
+log = logging.getLogger("talker.chat_ws")
+router = APIRouter()
+
+# The subprotocol a browser offers to name this protocol, and the prefix of the entry that carries an API key
+# (browsers cannot set headers on a WebSocket): new WebSocket(url, ["talker.chat", "talker.key." + key]).
+SUBPROTOCOL = "talker.chat"
+KEY_SUBPROTOCOL_PREFIX = "talker.key."
+MAX_MESSAGE_CHARS = 16_384  # one JSON message; text fields have their own, smaller bounds
+MAX_ID_CHARS = 128  # voice, avatar, emotion, session_id, format
+AUTH_TIMEOUT_S = 10.0  # the first message must authenticate within this when keys are set and none came
+CLOSE_POLICY = 1008  # policy violation: a refused key
+CLOSE_UNAUTHENTICATED = 4401
+
+
+class BadMessage(Exception):
+    def __init__(self, error: str, detail: str, field: str | None = None) -> None:
+        super().__init__(error)
+        self.event: dict[str, Any] = {"type": "error", "error": error, "detail": detail}
+        if field is not None:
+            self.event["field"] = field
+
+
+def parse_message(raw: str) -> dict[str, Any]:
+    if len(raw) > MAX_MESSAGE_CHARS:
+        raise BadMessage("message too large", f"a message may have at most {MAX_MESSAGE_CHARS} characters")
+    try:
+        message = json.loads(raw)
+    except ValueError as exc:
+        raise BadMessage("malformed message", f"not valid JSON (at character {getattr(exc, 'pos', 0)})") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise BadMessage("malformed message", "a message is a JSON object with a string \"type\"", "type")
+    return message
+
+
+def text_field(message: dict[str, Any], name: str, max_chars: int, *, required: bool = False) -> str | None:
+    value = message.get(name)
+    if value is None:
+        if required:
+            raise BadMessage(f"missing {name}", f"\"{name}\" is required", name)
+        return None
+    if not isinstance(value, str):
+        raise BadMessage(f"invalid {name}", f"\"{name}\" must be a string", name)
+    value = value.strip()
+    if required and not value:
+        raise BadMessage(f"missing {name}", f"\"{name}\" must not be empty", name)
+    if len(value) > max_chars:
+        raise BadMessage(f"{name} too long", f"\"{name}\" may have at most {max_chars} characters", name)
+    return value
+
+
+class ChatConnection:
+    """One socket: its sender (one writer at a time), its session and options, the turn in progress."""
+
+    def __init__(self, websocket: WebSocket, service: TalkerService) -> None:
+        self.ws = websocket
+        self.service = service
+        self.chat = service.chat
+        self._send_lock = asyncio.Lock()
+        self.session = None
+        self.options = TurnOptions()
+        self.turn: asyncio.Task[str] | None = None
+        self.turn_id = 0
+
+    async def send(self, event: dict[str, Any]) -> None:
+        async with self._send_lock:
+            try:
+                await self.ws.send_text(json.dumps(event, ensure_ascii=False))
+            except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+                raise ClientGone() from exc
+
+    async def send_media(self, data: bytes) -> None:
+        async with self._send_lock:
+            try:
+                await self.ws.send_bytes(data)
+            except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+                raise ClientGone() from exc
+
+    def refusal_event(self, exc: Refusal) -> dict[str, Any]:
+        """The error body of a Refusal as an error event (with the HTTP status it stands for); counted."""
+        error = refusal_error(exc)
+        if error.reason is not None:
+            self.service.count_rejection(error.reason)
+        return {"type": "error", **error.body, "status": error.status}
+
+    async def refused(self, exc: Refusal) -> None:
+        await self.send(self.refusal_event(exc))
+
+    def ensure_session(self, requested: str | None = None) -> Any:
+        if self.session is None or requested is not None:
+            self.session = self.chat.open_session(requested)
+        return self.session
+
+    async def configure(self, message: dict[str, Any]) -> None:
+        fields = {name: text_field(message, name, MAX_ID_CHARS) for name in ("voice", "emotion", "avatar", "output")}
+        session_id = text_field(message, "session_id", MAX_ID_CHARS)
+        try:
+            self.options = self.chat.turn_options(**fields)
+        except Refusal as exc:
+            await self.refused(exc)
+            return
+        session = self.ensure_session(session_id)
+        await self.send({"type": "ready", "session_id": session.session_id, "output": self.options.output,
+                         "voice": self.options.voice, "avatar": self.options.avatar})
+
+    async def cancel_turn(self) -> None:
+        """Barge-in: stop the turn still answering (LLM stream closed, speech stopped) before the next starts."""
+        turn, self.turn = self.turn, None
+        if turn is not None and not turn.done():
+            turn.cancel()
+            with contextlib.suppress(BaseException):
+                await turn
+
+    async def start_turn(self, text: str, *, source: str, ended_at: float, asr_s: float | None = None) -> None:
+        await self.cancel_turn()
+        session = self.ensure_session()
+        self.turn_id += 1
+        turn_id = self.turn_id
+
+        async def event(message: dict[str, Any]) -> None:
+            await self.send({**message, "turn": turn_id})
+
+        async def refused(exc: Refusal) -> None:
+            await event(self.refusal_event(exc))
+
+        await event({"type": "turn_start", "input": source, "session_id": session.session_id})
+        out = TurnOutput(event=event, media=self.send_media, refused=refused)
+        timings = TurnTimings(ended_at=ended_at, asr=asr_s)
+        self.turn = asyncio.ensure_future(
+            self.chat.answer(session, text, self.options, out, source=source, timings=timings))
+
+    async def on_text(self, message: dict[str, Any]) -> None:
+        text = text_field(message, "text", self.chat.max_text_chars, required=True)
+        assert text is not None
+        await self.start_turn(text, source="text", ended_at=time.perf_counter())
+
+    async def handle(self, raw: str) -> None:
+        message = parse_message(raw)
+        kind = message["type"]
+        if kind == "config":
+            await self.configure(message)
+        elif kind == "user_text":
+            await self.on_text(message)
+        elif kind == "auth":
+            pass  # already authenticated (or keys are off): a repeated auth message changes nothing
+        else:
+            raise BadMessage("unknown type", f"unknown message type; use one of {', '.join(MESSAGE_TYPES)}",
+                             "type")
+
+
+MESSAGE_TYPES = ("auth", "config", "user_text")
+
+
+def key_from_subprotocols(offered: list[str]) -> str | None:
+    for entry in offered:
+        if entry.startswith(KEY_SUBPROTOCOL_PREFIX):
+            return entry[len(KEY_SUBPROTOCOL_PREFIX):]
+    return None
+
+
+async def authenticate_by_message(websocket: WebSocket, service: TalkerService) -> bool:
+    """Keys are set and no subprotocol carried one: the first message must be {"type":"auth","api_key":...}."""
+    try:
+        raw = await asyncio.wait_for(websocket.receive_text(), AUTH_TIMEOUT_S)
+        message = parse_message(raw)
+    except (TimeoutError, BadMessage, KeyError):
+        message = {}
+    given = message.get("api_key") if message.get("type") == "auth" else None
+    if isinstance(given, str) and service.accepts_api_key(given):
+        return True
+    service.count_rejection(RejectReason.UNAUTHORIZED)
+    missing = not isinstance(given, str)
+    await websocket.send_text(json.dumps({
+        "type": "error", "error": "unauthorized" if missing else "forbidden",
+        "detail": "send {\"type\":\"auth\",\"api_key\":...} first, or the subprotocol talker.key.<key>"
+        if missing else "unknown API key",
+        "status": 401 if missing else 403,
+    }))
+    await websocket.close(CLOSE_UNAUTHENTICATED if missing else CLOSE_POLICY)
+    return False
+
+
+@router.websocket(CHAT_ROUTE)
+async def chat_ws(websocket: WebSocket) -> None:
+    service: TalkerService = websocket.app.state.service
+    if not service.chat_origin_allowed(websocket.headers.get("origin"), websocket.headers.get("host")):
+        service.count_rejection(RejectReason.UNAUTHORIZED)
+        await websocket.close(CLOSE_POLICY)  # before accept: the handshake is answered 403
+        return
+    offered = list(websocket.scope.get("subprotocols") or [])
+    key = key_from_subprotocols(offered)
+    if service.api_keys_required and key is not None and not service.accepts_api_key(key):
+        service.count_rejection(RejectReason.UNAUTHORIZED)
+        await websocket.close(CLOSE_POLICY)
+        return
+    # Never echo the key entry: choose the protocol name when offered, else none.
+    await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+    if service.api_keys_required and key is None and not await authenticate_by_message(websocket, service):
+        return
+    conn = ChatConnection(websocket, service)
+    service.chat.session_opened()
+    try:
+        while True:
+            frame = await websocket.receive()
+            if frame["type"] == "websocket.disconnect":
+                break
+            if frame.get("text") is None:
+                await conn.send({"type": "error", "error": "unexpected binary frame",
+                                 "detail": "binary frames are only accepted after user_audio_start"})
+                continue
+            try:
+                await conn.handle(frame["text"])
+            except BadMessage as exc:
+                service.count_rejection(RejectReason.INVALID)
+                await conn.send(exc.event)
+    except (WebSocketDisconnect, ClientGone):
+        pass
+    finally:
+        await conn.cancel_turn()
+        service.chat.session_closed()
