@@ -161,6 +161,7 @@ def overview() -> dashboard_builders.Dashboard:
             (f"sum(rate(talker_video_frames_total{{{T}}}{R}))", "frames/s"),
         ]),
         *streaming(),
+        *conversation(),
         row("进程与故障注入"),
         timeseries_panel("故障注入", "1 = 该类故障注入正在生效（演练用，记得关闭）。", "bool_on_off",
                          [(f"talker_fault_injection_active{{{T}}}", "{{instance}} {{kind}}")]),
@@ -199,6 +200,41 @@ def streaming() -> list[Item]:
                          "timeout 超时，error 服务端错误。", "short",
                          [(f"sum by (kind, outcome) (rate(talker_streams_ended_total{{{T}}}{R}))",
                            "{{kind}} {{outcome}}")]),
+    ]
+
+
+def conversation() -> list[Item]:
+    """The "Conversation" row (issue 11): which stage is slow (asr / llm / tts / animate / encode side by side),
+    the LLM's first token and throughput, and how LLM requests end."""
+    stages = f"talker_stage_duration_seconds_bucket{{{T}}}"
+    ttft = f"talker_llm_time_to_first_token_seconds_bucket{{{T}}}"
+    return [
+        row("对话 Conversation"),
+        stat_panel("各阶段耗时 P95（并排）",
+                   "对话一轮里每个阶段最近 5 分钟 P95 计算时间：asr 识别、llm 整段生成、tts 合成、animate 动画、"
+                   "encode 编码。回答「哪个阶段慢」：最大的那个。asr / llm 在第一轮对话后才出现。", "s",
+                   [(f"histogram_quantile(0.95, sum by (stage, le) (rate({stages}{R})))", "{{stage}}")],
+                   color_mode=common.BigValueColorMode.BACKGROUND, graph_mode=common.BigValueGraphMode.NONE),
+        timeseries_panel("各阶段耗时 P95 走势",
+                         "同左，随时间变化：LLM 阶段突然变慢而 TTS 不变，多半是 LLM 所在 GPU 满载。", "s",
+                         [(f"histogram_quantile(0.95, sum by (stage, le) (rate({stages}{R})))", "{{stage}} p95")]),
+        timeseries_panel("LLM 首个 token 延迟 P50 / P95",
+                         "从发出 LLM 请求到收到第一个内容 token。P95 > 2 秒持续 10 分钟告警"
+                         "（TalkerLLMSlowFirstToken）；故障注入 llm_extra_latency_ms 会加在这里。", "s",
+                         [(f"histogram_quantile({q}, sum by (le) (rate({ttft}{R})))", f"p{p}")
+                          for q, p in ((0.5, "50"), (0.95, "95"))]),
+        timeseries_panel("LLM token 速率",
+                         "每秒 token 数：prompt = 发给 LLM 的提示（含历史），completion = LLM 生成的回答"
+                         "（以服务端 usage 为准，否则按收到的增量计）。", "short",
+                         [(f"sum by (kind) (rate(talker_llm_tokens_total{{{T}}}{R}))", "{{kind}} tokens/s")]),
+        timeseries_panel("LLM 请求（按结局）",
+                         "每秒结束的 LLM 请求：completed 完成，cancelled 用户插话打断，timeout 超时，connection_error "
+                         "连不上，upstream_error 上游 HTTP 错误，stream_cut 流中断。", "reqps",
+                         [(f"sum by (outcome) (rate(talker_llm_requests_total{{{T}}}{R}))", "{{outcome}}")]),
+        timeseries_panel("LLM 失败率",
+                         "最近 5 分钟失败的 LLM 请求比例（不含 cancelled）；> 10% 持续 5 分钟告警"
+                         "（TalkerLLMUpstreamFailing）。故障注入 llm_error_rate 会计入 upstream_error。", "percentunit",
+                         [(f"instance:talker_llm_requests_failed:ratio_rate5m{{{T}}}", "{{instance}}")]),
     ]
 
 

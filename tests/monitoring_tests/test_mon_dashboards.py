@@ -105,3 +105,28 @@ def test_metric_name_extraction_sees_through_promql_syntax() -> None:
     expr = ('1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle", x=~"a|b"}[5m])) > on () group_left ()'
             ' (14.4 * (1 - talker:slo_availability:objective)) or vector(0) unless up offset 5m')
     assert contract.promql_metric_names(expr) == {"node_cpu_seconds_total", "talker:slo_availability:objective", "up"}
+
+
+def test_service_dashboard_has_a_conversation_row() -> None:
+    # "Which stage is slow": one query splits the p95 by stage, unfiltered, so asr and llm (CHAT_STAGES) sit beside
+    # tts, animate and encode (STAGES) as soon as they are observed; the LLM's TTFT, tokens and outcomes follow.
+    from talker.engine_contract import CHAT_STAGES, STAGES
+
+    dashboard = json.loads((GRAFANA / "dashboards" / "talker-overview.json").read_text(encoding="utf-8"))
+    panels = dashboard["panels"]
+    row = next(i for i, p in enumerate(panels) if p["type"] == "row" and "Conversation" in p["title"])
+    below = []
+    for panel in panels[row + 1:]:
+        if panel["type"] == "row":
+            break
+        below.append(panel)
+    text = "\n".join(t["expr"] for panel in below for t in panel["targets"])
+    per_stage = 'histogram_quantile(0.95, sum by (stage, le) (rate(talker_stage_duration_seconds_bucket{job="talker"'
+    assert sum(per_stage in t["expr"] and t["legendFormat"].startswith("{{stage}}")
+               for panel in below for t in panel["targets"]) >= 2  # the side-by-side stat and its trend
+    assert "stage=" not in text and set(CHAT_STAGES) | set(STAGES) == {"asr", "llm", "tts", "animate", "encode"}
+    for quantile in ("0.5", "0.95"):
+        assert f"histogram_quantile({quantile}, sum by (le) (rate(talker_llm_time_to_first_token_seconds_bucket" in text
+    assert "sum by (kind) (rate(talker_llm_tokens_total" in text
+    assert "sum by (outcome) (rate(talker_llm_requests_total" in text
+    assert "instance:talker_llm_requests_failed:ratio_rate5m" in text
