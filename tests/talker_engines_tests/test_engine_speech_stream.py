@@ -171,3 +171,63 @@ def test_a_stream_already_speaking_lets_a_new_first_piece_go_first() -> None:
         started = time.monotonic()
         next(speaking)
         assert FIRST_PIECES.MAX_PAUSE_S <= time.monotonic() - started < FIRST_PIECES.MAX_PAUSE_S + 2
+
+
+def _wait_for(check: object, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.001)
+
+
+def test_synth_lock_serves_a_first_piece_before_waiting_later_pieces() -> None:
+    from talker.tts.espeak import SynthLock
+
+    lock = SynthLock()
+    order: list[str] = []
+
+    def take(name: str, urgent: bool) -> None:
+        with lock.hold(urgent=urgent):
+            order.append(name)
+
+    later = threading.Thread(target=take, args=("later piece", False))
+    first = threading.Thread(target=take, args=("first piece", True))
+    with lock.hold():
+        later.start()
+        _wait_for(lambda: lock.waiting() == 1, "the later piece to wait")
+        first.start()
+        _wait_for(lambda: lock.waiting() == 2, "the first piece to wait")
+    first.join(10)
+    later.join(10)
+    assert order == ["first piece", "later piece"]  # the later one still gets it (no starvation once served)
+    with lock.hold():  # free again
+        assert lock.waiting() == 0
+
+
+def test_a_new_stream_gets_espeak_before_another_requests_long_synthesis(pipeline: Pipeline) -> None:
+    # Real espeak-ng: a whole paragraph (tens of milliseconds of synthesis) waits for the lock first, a stream's
+    # first piece second; once the lock is free, the stream's first audio comes before the paragraph is done.
+    from talker.tts.espeak import _LOCK, EspeakEngine
+    from talker.tts.prosody import prosody_for
+
+    engine = EspeakEngine()
+    engine.load()
+    done: list[str] = []
+
+    def paragraph() -> None:
+        engine.synthesize(LONG * 6, "en-us", prosody_for())
+        done.append("paragraph")
+
+    def stream() -> None:
+        next(iter(engine.stream(LONG, "en-us", prosody_for())))
+        done.append("first piece")
+
+    threads = [threading.Thread(target=paragraph), threading.Thread(target=stream)]
+    with _LOCK.hold():  # released whatever happens: other tests use the same library lock
+        threads[0].start()
+        _wait_for(lambda: _LOCK.waiting() == 1, "the paragraph to wait")
+        threads[1].start()
+        _wait_for(lambda: _LOCK.waiting() == 2, "the stream to wait")
+    for t in threads:
+        t.join(30)
+    assert done == ["first piece", "paragraph"]

@@ -6,6 +6,7 @@ espeak-ng 1.51 is deliberately not used: it reads Mandarin tone digits as Englis
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import threading
@@ -102,8 +103,49 @@ class _Collector:
     error: BaseException | None = None
 
 
+class SynthLock:
+    """The library's one lock, handed to a request's first piece before other requests' later pieces.
+
+    Under concurrency a new request's first piece (a few words, under a millisecond of synthesis) would
+    otherwise queue behind whole sentences of the requests already streaming, and its time to first audio
+    with them; their later pieces lose at most that millisecond each, while their audio is still ahead
+    of the listener by seconds. Later pieces cannot starve: first pieces come only from new requests,
+    which the service's slots (TALKER_MAX_CONCURRENCY) bound. Among equals the order is the OS's.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._held = False
+        self._urgent_waiting = 0
+        self._waiting = 0
+
+    @contextlib.contextmanager
+    def hold(self, *, urgent: bool = False) -> Iterator[None]:
+        with self._cond:
+            self._waiting += 1
+            self._urgent_waiting += urgent
+            try:
+                while self._held or (not urgent and self._urgent_waiting):
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
+                self._urgent_waiting -= urgent
+            self._held = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._held = False
+                self._cond.notify_all()
+
+    def waiting(self) -> int:
+        """Threads waiting for the lock now (for tests and diagnostics)."""
+        with self._cond:
+            return self._waiting
+
+
 # The library is process-global, so is its state here: one lock, one active collector.
-_LOCK = threading.Lock()
+_LOCK = SynthLock()
 _active = _Collector()
 _lib: ctypes.CDLL | None = None
 _sample_rate = 0
@@ -180,7 +222,7 @@ class EspeakEngine:
         self._loaded = False
 
     def load(self) -> None:
-        with _LOCK:
+        with _LOCK.hold():
             _load_library()
             self._loaded = True
 
@@ -206,7 +248,7 @@ class EspeakEngine:
         left = max_samples
         pieces = split_for_streaming(text, first_max_words=FIRST_PIECE_WORDS, max_words=PIECE_WORDS)
         for i, piece in enumerate(pieces):
-            speech = self.synthesize(piece, voice_id, prosody, should_stop, max_samples=left)
+            speech = self._synthesize(piece, voice_id, prosody, should_stop, left, phonemes=True, urgent=i == 0)
             pause_s = pause_after(piece) / prosody.rate**1.5 if i + 1 < len(pieces) else 0.0
             pause = int(pause_s * speech.sample_rate)
             if left is not None:
@@ -223,13 +265,17 @@ class EspeakEngine:
                    max_samples: int | None = None, *, phonemes: bool = True) -> SynthesizedSpeech:
         """The whole speech at once. phonemes=False leaves `phonemes` empty (nobody animates a mouth to it)
         and skips reading espeak's events."""
+        return self._synthesize(text, voice_id, prosody, should_stop, max_samples, phonemes=phonemes, urgent=False)
+
+    def _synthesize(self, text: str, voice_id: str, prosody: Prosody, should_stop: ShouldStop,
+                    max_samples: int | None, *, phonemes: bool, urgent: bool) -> SynthesizedSpeech:
         global _active, _configured
         voice = _VOICES_BY_ID.get(voice_id)
         if voice is None:
             raise UnknownVoice(voice_id)
         params = espeak_params(prosody)
         encoded = text.replace("\x00", " ").encode("utf-8") + b"\x00"
-        with _LOCK:
+        with _LOCK.hold(urgent=urgent):  # urgent: a stream's first piece (SynthLock)
             lib, rate = _load_library()
             if _configured != (voice.espeak_name, params):
                 _configured = None  # unknown until both calls below have succeeded
