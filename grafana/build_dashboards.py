@@ -235,6 +235,19 @@ def conversation() -> list[Item]:
                          "最近 5 分钟失败的 LLM 请求比例（不含 cancelled）；> 10% 持续 5 分钟告警"
                          "（TalkerLLMUpstreamFailing）。故障注入 llm_error_rate 会计入 upstream_error。", "percentunit",
                          [(f"instance:talker_llm_requests_failed:ratio_rate5m{{{T}}}", "{{instance}}")]),
+        timeseries_panel("对话首包延迟 P50 / P95",
+                         "从用户一轮结束（文字收到或语音输入结束）到第一段回答音频发出：用户感受到的等待"
+                         "（含 ASR、LLM 首句与 TTS）。", "s",
+                         [("histogram_quantile("
+                           f"{q}, sum by (le) (rate(talker_chat_first_audio_seconds_bucket{{{T}}}{R})))", f"p{p}")
+                          for q, p in ((0.5, "50"), (0.95, "95"))], width=8),
+        timeseries_panel("对话会话数", "当前打开的对话 WebSocket 连接（/v1/chat/ws）。", "short",
+                         [(f"sum(talker_chat_sessions_active{{{T}}})", "sessions")], width=8),
+        timeseries_panel("对话轮次（按输入和结局）",
+                         "每秒结束的对话轮次：completed 完成；cancelled 插话打断或客户端离开；refused 过载；"
+                         "llm_error / asr_error / tts_error 该阶段失败；invalid 输入不合法。", "short",
+                         [(f"sum by (input, outcome) (rate(talker_chat_turns_total{{{T}}}{R}))",
+                           "{{input}} {{outcome}}")], width=8),
     ]
 
 

@@ -130,3 +130,6 @@ def test_service_dashboard_has_a_conversation_row() -> None:
     assert "sum by (kind) (rate(talker_llm_tokens_total" in text
     assert "sum by (outcome) (rate(talker_llm_requests_total" in text
     assert "instance:talker_llm_requests_failed:ratio_rate5m" in text
+    assert "histogram_quantile(0.95, sum by (le) (rate(talker_chat_first_audio_seconds_bucket" in text
+    assert "sum(talker_chat_sessions_active" in text
+    assert "sum by (input, outcome) (rate(talker_chat_turns_total" in text  # errors by stage: llm_error, ...
