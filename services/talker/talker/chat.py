@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from talker.asr import AsrError, SpeechToText
 from talker.audio_formats import PCM_RATE
+from talker.audio_input import AudioInputError, InputFormat, InputLimits
 from talker.chat_sessions import ChatSession, ChatSessionStore
 from talker.llm import LLMClient, LLMConfig, LLMError
 from talker.metrics import CHAT_INPUTS, CHAT_TURN_OUTCOMES, TalkerMetrics
@@ -94,6 +97,15 @@ class Conversation:
             max_chars=settings.chat_max_history_chars, idle_ttl_s=settings.chat_session_ttl_s,
         )
         self.max_text_chars = settings.max_text_chars
+
+    @functools.cached_property
+    def asr(self) -> SpeechToText:
+        """Speech to text for spoken turns (pocketsphinx, or TALKER_ASR_BASE_URL): made on first use."""
+        return SpeechToText.from_settings(self._settings, self._metrics if self._service.record_metrics else None)
+
+    @property
+    def input_limits(self) -> InputLimits:
+        return InputLimits.from_settings(self._settings)
 
     def open_session(self, requested_id: str | None) -> ChatSession:
         return self.sessions.open(requested_id)
@@ -171,6 +183,35 @@ class Conversation:
             if result.duration_s and self._service.record_metrics:
                 self._metrics.observe_stage("llm", result.duration_s)
             self.count_turn(source, outcome)
+        timings.total = time.perf_counter() - timings.ended_at
+        await out.event({"type": "turn_end", "outcome": outcome, "timings": timings.as_dict()})
+        return outcome
+
+    async def answer_spoken(self, session: ChatSession, data: bytes, fmt: InputFormat, options: TurnOptions,
+                            out: TurnOutput, *, timings: TurnTimings) -> str:
+        """Recognise spoken input (bounded, audio_input.py), send its transcript, then answer it like text."""
+        try:
+            transcript = await self.asr.transcribe(data, fmt)
+        except AudioInputError as exc:
+            outcome = "invalid" if exc.client_error else "asr_error"
+            event: dict[str, Any] = {"type": "error", "error": "invalid audio" if exc.client_error else "asr failed",
+                                     "field": exc.field, "detail": exc.detail, "kind": exc.kind}
+            return await self._end_early(out, event, outcome, timings)
+        except AsrError as exc:
+            event = {"type": "error", "error": "asr failed", "stage": "asr", "detail": exc.detail, "kind": exc.kind}
+            return await self._end_early(out, event, "asr_error", timings)
+        timings.asr = transcript.asr_seconds
+        text = transcript.text.strip()[: self.max_text_chars]
+        await out.event({"type": "transcript", "text": text})
+        if not text:
+            event = {"type": "error", "error": "nothing recognised", "stage": "asr", "field": "audio",
+                     "detail": "no words were recognised in the spoken input"}
+            return await self._end_early(out, event, "invalid", timings)
+        return await self.answer(session, text, options, out, source="audio", timings=timings)
+
+    async def _end_early(self, out: TurnOutput, event: dict[str, Any], outcome: str, timings: TurnTimings) -> str:
+        self.count_turn("audio", outcome)
+        await out.event(event)
         timings.total = time.perf_counter() - timings.ended_at
         await out.event({"type": "turn_end", "outcome": outcome, "timings": timings.as_dict()})
         return outcome

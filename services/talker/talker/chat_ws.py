@@ -12,10 +12,13 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from talker.audio_input import AudioInputError, InputFormat, check_input_bytes, parse_input_format
 from talker.chat import CHAT_ROUTE, ClientGone, TurnOptions, TurnOutput, TurnTimings
 from talker.errors import refusal_error
 from talker.metrics import RejectReason
@@ -72,6 +75,14 @@ def text_field(message: dict[str, Any], name: str, max_chars: int, *, required: 
     return value
 
 
+@dataclass
+class SpokenInput:
+    format: InputFormat
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
+    refused: bool = False  # over the byte bound: the rest is dropped, user_audio_end answers nothing
+
+
 class ChatConnection:
     """One socket: its sender (one writer at a time), its session and options, the turn in progress."""
 
@@ -84,6 +95,7 @@ class ChatConnection:
         self.options = TurnOptions()
         self.turn: asyncio.Task[str] | None = None
         self.turn_id = 0
+        self.audio: SpokenInput | None = None  # spoken input arriving (between user_audio_start and _end)
 
     async def send(self, event: dict[str, Any]) -> None:
         async with self._send_lock:
@@ -134,7 +146,8 @@ class ChatConnection:
             with contextlib.suppress(BaseException):
                 await turn
 
-    async def start_turn(self, text: str, *, source: str, ended_at: float, asr_s: float | None = None) -> None:
+    async def start_turn(self, run: Callable[[TurnOutput, TurnTimings], Awaitable[str]], *, source: str,
+                         ended_at: float) -> None:
         await self.cancel_turn()
         session = self.ensure_session()
         self.turn_id += 1
@@ -148,14 +161,54 @@ class ChatConnection:
 
         await event({"type": "turn_start", "input": source, "session_id": session.session_id})
         out = TurnOutput(event=event, media=self.send_media, refused=refused)
-        timings = TurnTimings(ended_at=ended_at, asr=asr_s)
-        self.turn = asyncio.ensure_future(
-            self.chat.answer(session, text, self.options, out, source=source, timings=timings))
+        self.turn = asyncio.ensure_future(run(out, TurnTimings(ended_at=ended_at)))
 
     async def on_text(self, message: dict[str, Any]) -> None:
         text = text_field(message, "text", self.chat.max_text_chars, required=True)
         assert text is not None
-        await self.start_turn(text, source="text", ended_at=time.perf_counter())
+        session, options = self.ensure_session(), self.options
+        await self.start_turn(
+            lambda out, timings: self.chat.answer(session, text, options, out, source="text", timings=timings),
+            source="text", ended_at=time.perf_counter())
+
+    # --- spoken input: user_audio_start, binary frames, user_audio_end ------------------------------------
+    async def on_audio_start(self, message: dict[str, Any]) -> None:
+        fmt_text = text_field(message, "format", MAX_ID_CHARS, required=True)
+        rate = message.get("pcm_rate")
+        try:
+            fmt = parse_input_format(fmt_text or "", pcm_rate=rate if isinstance(rate, int) else None)
+        except AudioInputError as exc:
+            raise BadMessage("invalid format", exc.detail, exc.field) from None
+        await self.cancel_turn()  # the user speaks again: barge-in now, not when they stop
+        self.audio = SpokenInput(fmt)
+
+    async def on_audio_frame(self, data: bytes) -> None:
+        audio = self.audio
+        if audio is None:
+            raise BadMessage("unexpected binary frame", "binary frames are only accepted after user_audio_start")
+        if audio.refused:
+            return  # the rest of an input already refused
+        audio.chunks.append(data)
+        audio.size += len(data)
+        try:
+            check_input_bytes(audio.size, self.chat.input_limits)
+        except AudioInputError as exc:
+            audio.refused, audio.chunks = True, []
+            self.service.count_rejection(RejectReason.INVALID)
+            self.chat.count_turn("audio", "invalid")
+            await self.send({"type": "error", "error": "invalid audio", "field": exc.field, "detail": exc.detail,
+                             "kind": exc.kind, "status": 413})
+
+    async def on_audio_end(self) -> None:
+        audio, self.audio = self.audio, None
+        if audio is None:
+            raise BadMessage("unexpected user_audio_end", "send user_audio_start and the audio first")
+        if audio.refused:
+            return
+        data, session, options = b"".join(audio.chunks), self.ensure_session(), self.options
+        await self.start_turn(
+            lambda out, timings: self.chat.answer_spoken(session, data, audio.format, options, out, timings=timings),
+            source="audio", ended_at=time.perf_counter())
 
     async def handle(self, raw: str) -> None:
         message = parse_message(raw)
@@ -164,6 +217,10 @@ class ChatConnection:
             await self.configure(message)
         elif kind == "user_text":
             await self.on_text(message)
+        elif kind == "user_audio_start":
+            await self.on_audio_start(message)
+        elif kind == "user_audio_end":
+            await self.on_audio_end()
         elif kind == "auth":
             pass  # already authenticated (or keys are off): a repeated auth message changes nothing
         else:
@@ -171,7 +228,7 @@ class ChatConnection:
                              "type")
 
 
-MESSAGE_TYPES = ("auth", "config", "user_text")
+MESSAGE_TYPES = ("auth", "config", "user_text", "user_audio_start", "user_audio_end")
 
 
 def key_from_subprotocols(offered: list[str]) -> str | None:
@@ -227,12 +284,11 @@ async def chat_ws(websocket: WebSocket) -> None:
             frame = await websocket.receive()
             if frame["type"] == "websocket.disconnect":
                 break
-            if frame.get("text") is None:
-                await conn.send({"type": "error", "error": "unexpected binary frame",
-                                 "detail": "binary frames are only accepted after user_audio_start"})
-                continue
             try:
-                await conn.handle(frame["text"])
+                if frame.get("text") is None:
+                    await conn.on_audio_frame(frame.get("bytes") or b"")
+                else:
+                    await conn.handle(frame["text"])
             except BadMessage as exc:
                 service.count_rejection(RejectReason.INVALID)
                 await conn.send(exc.event)
