@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from talker.animator.stream_encode import MIME_TYPE as FMP4_MIME_TYPE
 from talker.asr import AsrError, SpeechToText
 from talker.audio_formats import PCM_RATE
 from talker.audio_input import AudioInputError, InputFormat, InputLimits
@@ -35,6 +36,7 @@ from talker.metrics import CHAT_INPUTS, CHAT_TURN_OUTCOMES, TalkerMetrics
 from talker.refusals import Refusal, RefusalKind
 from talker.sentences import SentenceCutter
 from talker.settings import Settings
+from talker.streaming import OpenStream
 
 if TYPE_CHECKING:
     from talker.service import TalkerService
@@ -43,6 +45,8 @@ log = logging.getLogger("talker.chat")
 CHAT_ROUTE = "/v1/chat/ws"
 OUTPUTS: tuple[str, ...] = ("audio", "video")
 # How audio media is sent: raw PCM, as OpenAI's `pcm` response format (audio_formats.PcmEncoder).
+# Video: fragmented MP4 (H.264 + AAC), one per sentence; `mime_type` is what MSE's addSourceBuffer needs.
+VIDEO_MEDIA: dict[str, Any] = {"type": "media", "kind": "video", "format": "fmp4", "mime_type": FMP4_MIME_TYPE}
 AUDIO_MEDIA: dict[str, Any] = {"type": "media", "kind": "audio", "format": "pcm_s16le", "sample_rate": PCM_RATE,
                                "channels": 1}
 
@@ -233,20 +237,32 @@ class Conversation:
 
     async def _speak(self, sentences: asyncio.Queue[str | None], options: TurnOptions, out: TurnOutput,
                      timings: TurnTimings) -> None:
-        """Each sentence through streaming TTS, in order, its audio sent as it is made."""
-        announced = False
+        """Each sentence through streaming TTS (or talking-head video), in order, sent as it is made.
+
+        Audio: one `media` event, then raw PCM of every sentence back to back. Video: each sentence is one
+        fragmented MP4 (init segment + fragments, talk_stream.py), announced by its own `media` event."""
+        announced, part = False, 0
+        video = options.output == "video"
         while (sentence := await sentences.get()) is not None:
             req = self._service.speech_request(sentence[: self.max_text_chars], voice=options.voice,
-                                               emotion=options.emotion, speed=1.0)
-            stream = await self._service.speech_stream(req, "pcm", route=CHAT_ROUTE)
+                                               emotion=options.emotion, speed=1.0,
+                                               avatar=options.avatar if video else None)
+            if video:
+                stream: OpenStream[Any] = await self._service.talk_stream(req, route=CHAT_ROUTE)
+            else:
+                stream = await self._service.speech_stream(req, "pcm", route=CHAT_ROUTE)
             outcome = "client_closed"
             try:
                 if timings.tts_first_audio is None:
                     timings.tts_first_audio = stream.first_bytes_s
+                part += 1
                 while (data := await stream.next()) is not None:
                     if not data:
                         continue
-                    if not announced:
+                    if video and not announced:
+                        await out.event({**VIDEO_MEDIA, "part": part})
+                        announced = True
+                    elif not announced:
                         await out.event(AUDIO_MEDIA)
                         announced = True
                     await out.media(data)
@@ -257,4 +273,6 @@ class Conversation:
                 outcome = await stream.finished_outcome()
             finally:
                 stream.close(outcome)
+            if video:
+                announced = False  # the next sentence is a new fMP4, announced again
 
