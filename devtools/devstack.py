@@ -58,6 +58,7 @@ class StackPorts:
     prometheus: int = LISTENERS["prometheus"].port
     alertmanager: int = LISTENERS["alertmanager"].port
     node_exporter: int = LISTENERS["node_exporter"].port
+    llm: int = LISTENERS["llm"].port
 
     @classmethod
     def auto(cls) -> StackPorts:
@@ -114,7 +115,10 @@ class DevStack:
             "prometheus": f"{local}:{p.prometheus}",
             "alertmanager": f"{local}:{p.alertmanager}",
             "node_exporter": f"{local}:{p.node_exporter}/metrics",
+            "llm": f"{local}:{p.llm}",
         }
+        # The conversation's LLM: the one the caller names, else the LLM stand-in started here (start_llm).
+        self.llm_base_url = {**os.environ, **self.extra_env}.get("TALKER_LLM_BASE_URL") or ""
 
     # -- process definitions ------------------------------------------------------------------------
     def _env(self, **extra: str) -> dict[str, str]:
@@ -169,8 +173,17 @@ class DevStack:
         )
         self._start("dingtalk-relay", [sys.executable, "-m", "dingtalk_relay"], env, f"{self.urls['relay']}/healthz")
 
+    def start_llm(self) -> None:
+        """The LLM stand-in (scripted replies, streamed), unless TALKER_LLM_BASE_URL names a real server."""
+        if self.llm_base_url:
+            return
+        self._start("llm-standin", [sys.executable, "-m", "llm_standin", "--host", LOCAL_HOST, "--port",
+                                    str(self.ports.llm)], self._env(), f"{self.urls['llm']}/healthz")
+        self.llm_base_url = f"{self.urls['llm']}/v1"
+
     def start_talker(self, *, wait: bool = True) -> None:
         env = self._env(
+            TALKER_LLM_BASE_URL=self.llm_base_url or f"{self.urls['llm']}/v1",
             TALKER_HOST=LOCAL_HOST, TALKER_PORT=str(self.ports.talker),
             TALKER_METRICS_PORT=str(self.ports.talker_metrics), TALKER_ADMIN_TOKEN_FILE=str(self.admin_token_file),
         )
@@ -213,6 +226,7 @@ class DevStack:
         ensure_binaries()
         try:
             self.write_secret_files()
+            self.start_llm()  # before talker, which calls it on the first chat turn
             # talker loads its engines for seconds: it starts first and is waited for last.
             self.start_talker(wait=False)
             # Receivers before Alertmanager, so nothing it sends at start-up is refused.
@@ -254,6 +268,9 @@ class DevStack:
             f"  DingTalk inbox    {u['dingtalk']}/   (stand-in)",
             f"  mail inbox        {u['mailpit']}/   (SMTP {u['smtp']}, Mailpit API)",
             f"  node-exporter     {u['node_exporter']}",
+            f"  LLM               {self.llm_base_url}"
+            + ("   (stand-in: scripted replies)" if "llm-standin" in self.procs else ""),
+            f"  conversation      ws://{LOCAL_HOST}:{self.ports.talker}/v1/chat/ws",
             "  Grafana           Docker only: `make up` (this stack has no Grafana)",
             f"smoke test:  TALKER_ADMIN_TOKEN_FILE={self.admin_token_file} make smoke",
         ])

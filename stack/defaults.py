@@ -58,4 +58,8 @@ LISTENERS: dict[str, Listener] = {
     "node_exporter": Listener("node-exporter", 9100),
     "dcgm_exporter": Listener("dcgm-exporter", 9400),  # GPU overlay only
     "grafana": Listener("grafana", 3000),  # compose only
+    # Conversation stand-ins (issue 11): `make dev` runs the LLM stand-in when no TALKER_LLM_BASE_URL is set;
+    # talker's TALKER_LLM_BASE_URL default and llm_standin's / asr_standin's default ports say the same.
+    "llm": Listener("llm-standin", 8091),
+    "asr": Listener("asr-standin", 8090),
 }

@@ -11,8 +11,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+from asr_standin.server import DEFAULT_PORT as ASR_STANDIN_PORT
 from dingtalk_relay.settings import RelaySettings
 from dingtalk_standin.server import DEFAULT_PORT as STANDIN_DEFAULT_PORT
+from llm_standin.server import DEFAULT_PORT as LLM_STANDIN_PORT
 from talker.settings import Settings as TalkerSettings
 
 from devtools import mailsink
@@ -177,3 +179,9 @@ def test_dev_stack_smoke_and_mail_sink_default_to_the_one_source(monkeypatch: An
     assert (sink["smtp_port"].default, sink["http_port"].default) == (mailsink.SMTP_PORT, mailsink.HTTP_PORT)
     monkeypatch.delenv("ALERT_TIMEZONE", raising=False)
     assert alert_timezone() == ALERT_TIMEZONE
+
+
+def test_conversation_stand_ins_and_talkers_llm_default_use_the_one_source() -> None:
+    assert LLM_STANDIN_PORT == LISTENERS["llm"].port == StackPorts().llm
+    assert ASR_STANDIN_PORT == LISTENERS["asr"].port
+    assert TalkerSettings.model_fields["llm_base_url"].default == LISTENERS["llm"].local_url("/v1")
