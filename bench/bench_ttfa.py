@@ -9,7 +9,8 @@ engine and concurrency as JSON lines, then the goals of issue 10:
   - espeak: TTFA p95 <= 30 ms at concurrency 4;
   - Piper: TTFA p50 <= 150 ms for a first sentence of at most 12 words (measured at concurrency 1).
 The server runs with TALKER_MAX_CONCURRENCY = 8 (no request waits for a slot, so TTFA is the engine and
-the CPU, not the queue) and one onnxruntime thread per request; the clients are plain sockets in threads
+the CPU, not the queue; --max-concurrency 2, compose's default, shows what queueing for a slot adds)
+and one onnxruntime thread per request; the clients are plain sockets in threads
 that read the whole body, so they take little CPU from the server.
 """
 
@@ -41,13 +42,13 @@ ESPEAK_P95_GOAL_S, PIPER_P50_GOAL_S = 0.030, 0.150
 
 
 @contextmanager
-def talker_server(log_dir: Path) -> Iterator[tuple[str, int]]:
+def talker_server(log_dir: Path, max_concurrency: int = 8) -> Iterator[tuple[str, int]]:
     port = free_port()
     env = {
         **os.environ,
         "TALKER_HOST": "127.0.0.1",
         "TALKER_PORT": str(port),
-        "TALKER_MAX_CONCURRENCY": "8",
+        "TALKER_MAX_CONCURRENCY": str(max_concurrency),
         "TALKER_MAX_QUEUE": "64",
         "TALKER_REQUEST_TIMEOUT_S": "120",
         "TALKER_ENGINE_THREADS": "1",
@@ -114,10 +115,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=60, help="requests per engine and concurrency")
     parser.add_argument("--concurrency", default="1,4,8")
     parser.add_argument("--engines", default="espeak,piper")
+    parser.add_argument("--max-concurrency", type=int, default=8,
+                        help="the server's TALKER_MAX_CONCURRENCY (8: nobody queues; compose's default is 2)")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     summary: dict[tuple[str, int], tuple[float, float]] = {}
-    with tempfile.TemporaryDirectory() as tmp, talker_server(Path(tmp)) as (host, port):
+    with tempfile.TemporaryDirectory() as tmp, talker_server(Path(tmp), args.max_concurrency) as (host, port):
         for engine in args.engines.split(","):
             run(host, port, engine, 2, 4)  # warm-up: first-call costs, connection set-up paths
             for c in levels:
