@@ -187,3 +187,20 @@ def test_chat_metrics_have_fixed_labels_and_pass_promtool(chat_stack: ChatStack)
     result = subprocess.run(["/usr/bin/promtool", "check", "metrics"], input=text.encode(), capture_output=True,
                             timeout=30)
     assert result.returncode == 0, (result.stdout + result.stderr).decode()
+
+
+def test_a_turn_the_service_does_not_admit_is_refused_before_the_llm_is_asked(chat_stack: ChatStack) -> None:
+    server = chat_stack.talker
+    before = server.value("talker_chat_turns_total", input="text", outcome="refused")
+    chat_stack.llm.clear()
+    server.set_faults(error_rate=1.0, extra_latency_ms=0, not_ready=False)
+    try:
+        with chat_stack.connect() as client:
+            _, frames = client.turn("Hello?")
+    finally:
+        server.clear_faults_and_drain()
+    error = events(frames, "error")
+    assert len(error) == 1 and error[0]["status"] == 500 and error[0]["error"] == "injected fault"
+    assert frames[-1].event is not None and frames[-1].event["outcome"] == "refused"
+    assert chat_stack.llm.requests == []
+    assert server.value("talker_chat_turns_total", input="text", outcome="refused") == before + 1

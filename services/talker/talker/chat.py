@@ -147,12 +147,19 @@ class Conversation:
         CancelledError (barge-in) propagates after the LLM and speech streams are closed; the turn is
         then counted as cancelled and nothing more is sent."""
         outcome = "completed"
+        try:
+            self._service.admit()  # the error_rate fault's pick, engines loaded: before any LLM request
+        except Refusal as exc:
+            self.count_turn(source, "refused")
+            await out.refused(exc)
+            timings.total = time.perf_counter() - timings.ended_at
+            await out.event({"type": "turn_end", "outcome": "refused", "timings": timings.as_dict()})
+            return "refused"
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
         reply = self.llm.stream(session.conversation(text))
         writer = asyncio.ensure_future(self._write(reply, sentences, out))
         speaker = asyncio.ensure_future(self._speak(sentences, options, out, timings))
         try:
-            self._service.admit()
             done, _ = await asyncio.wait({writer, speaker}, return_when=asyncio.FIRST_EXCEPTION)
             failed = next((task for task in (writer, speaker) if task in done and task.exception()), None)
             if failed is not None:
