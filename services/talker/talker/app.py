@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None, pipeline: PipelineLike | None =
             yield
         finally:
             service.shutdown()
+            await service.aclose()
             gpu.shutdown()
 
     app = FastAPI(

@@ -101,6 +101,9 @@ class Conversation:
             max_chars=settings.chat_max_history_chars, idle_ttl_s=settings.chat_session_ttl_s,
         )
         self.max_text_chars = settings.max_text_chars
+        # A client that takes no message for this long is cut, so a turn never holds a slot for a reader that
+        # is gone (TALKER_STREAM_WRITE_TIMEOUT_S, as for HTTP streams).
+        self.write_timeout_s = settings.stream_write_timeout_s
 
     @functools.cached_property
     def asr(self) -> SpeechToText:
@@ -138,6 +141,8 @@ class Conversation:
 
     async def aclose(self) -> None:
         await self.llm.aclose()
+        if "asr" in self.__dict__:
+            await self.asr.aclose()
 
     # --- one turn ------------------------------------------------------------------------------------
     async def answer(self, session: ChatSession, text: str, options: TurnOptions, out: TurnOutput, *,

@@ -37,6 +37,7 @@ MAX_ID_CHARS = 128  # voice, avatar, emotion, session_id, format
 AUTH_TIMEOUT_S = 10.0  # the first message must authenticate within this when keys are set and none came
 CLOSE_POLICY = 1008  # policy violation: a refused key
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_SLOW_READER = 1013  # try again later: the client read nothing for TALKER_STREAM_WRITE_TIMEOUT_S
 
 
 class BadMessage(Exception):
@@ -95,20 +96,31 @@ class ChatConnection:
         self.options = TurnOptions()
         self.turn: asyncio.Task[str] | None = None
         self.turn_id = 0
+        self.gone = False  # a send failed or timed out: nothing more is sent
         self.audio: SpokenInput | None = None  # spoken input arriving (between user_audio_start and _end)
 
     async def send(self, event: dict[str, Any]) -> None:
-        async with self._send_lock:
-            try:
-                await self.ws.send_text(json.dumps(event, ensure_ascii=False))
-            except (WebSocketDisconnect, RuntimeError, OSError) as exc:
-                raise ClientGone() from exc
+        await self._send_frame(json.dumps(event, ensure_ascii=False))
 
     async def send_media(self, data: bytes) -> None:
+        await self._send_frame(data)
+
+    async def _send_frame(self, frame: str | bytes) -> None:
+        """One frame, one writer at a time; ClientGone when the client is gone or took nothing for
+        TALKER_STREAM_WRITE_TIMEOUT_S (the socket is then closed, and the turn with it)."""
         async with self._send_lock:
+            if self.gone:
+                raise ClientGone()
+            send = self.ws.send_text(frame) if isinstance(frame, str) else self.ws.send_bytes(frame)
             try:
-                await self.ws.send_bytes(data)
+                await asyncio.wait_for(send, self.chat.write_timeout_s)
+            except TimeoutError:
+                self.gone = True
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.ws.close(CLOSE_SLOW_READER), 1.0)
+                raise ClientGone() from None
             except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+                self.gone = True
                 raise ClientGone() from exc
 
     def refusal_event(self, exc: Refusal) -> dict[str, Any]:

@@ -104,6 +104,11 @@ class TalkerService:
     def shutdown(self) -> None:
         self._limiter.shutdown()
 
+    async def aclose(self) -> None:
+        """At shutdown, after shutdown(): the conversation's client connections (LLM, remote ASR), if it ran."""
+        if "chat" in self.__dict__:
+            await self.chat.aclose()
+
     # --- readiness -------------------------------------------------------------------------------
     @property
     def loaded(self) -> bool:
