@@ -118,8 +118,9 @@ def test_every_alert_with_a_threshold_is_mutated() -> None:
     assert {"TalkerHighErrorRate", "TalkerHighLatency", "TalkerOverloaded", "TalkerSlowSynthesis",
             "TalkerAvailabilityErrorBudgetBurn", "TalkerLatencyErrorBudgetBurn", "TalkerGPUMemoryHigh",
             "TalkerGPUTemperatureHigh", "HostHighCPU", "HostMemoryHigh", "HostDiskSpaceLow", "TalkerSlowFirstAudio",
-            "TalkerTTFAErrorBudgetBurn", "TalkerLLMUpstreamFailing", "TalkerLLMSlowFirstToken"} <= mutated
-    for slo in ("Availability", "Latency", "TTFA"):
+            "TalkerTTFAErrorBudgetBurn", "TalkerLLMUpstreamFailing", "TalkerLLMSlowFirstToken",
+            "TalkerChatLatencyErrorBudgetBurn"} <= mutated
+    for slo in ("Availability", "Latency", "TTFA", "ChatLatency"):
         factors = {m.literal for m in mutants() if m.alert == f"Talker{slo}ErrorBudgetBurn"}
         assert factors == {"14.4", "6", "3", "1"}, slo
 

@@ -22,7 +22,8 @@ RUNBOOK_BASE = "https://github.com/talker-stack/talker-stack/blob/main/docs/runb
 ALWAYS_FIRING = {"Watchdog"}
 # Alerts about the whole service (SLO burn, replica count) or a missing target have no instance to name.
 NO_INSTANCE = {"TalkerAbsent", "TalkerReplicaMissing", "TalkerAvailabilityErrorBudgetBurn",
-               "TalkerLatencyErrorBudgetBurn", "TalkerTTFAErrorBudgetBurn", "Watchdog"}
+               "TalkerLatencyErrorBudgetBurn", "TalkerTTFAErrorBudgetBurn", "TalkerChatLatencyErrorBudgetBurn",
+               "Watchdog"}
 
 
 def alert_rules() -> list[dict]:

@@ -95,7 +95,7 @@ def test_latency_thresholds_are_bucket_bounds_of_talker_histograms() -> None:
     metrics = TalkerMetrics(tts_engine="espeak")
     bounds = {h._name: h._upper_bounds for h in vars(metrics).values() if isinstance(h, Histogram)}
     latency = [slo for slo in SPEC.slos if slo.sli.latency]
-    assert {slo.name for slo in latency} == {"latency", "ttfa"}
+    assert {slo.name for slo in latency} == {"latency", "ttfa", "chat"}
     for slo in latency:
         assert slo.sli.latency
         assert slo.sli.latency.threshold_seconds in bounds[slo.sli.latency.histogram], slo.name
