@@ -4,6 +4,7 @@ is still writing it. A real talker process, a real LLM stand-in (0.3 s to the fi
 from __future__ import annotations
 
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -203,4 +204,30 @@ def test_a_turn_the_service_does_not_admit_is_refused_before_the_llm_is_asked(ch
     assert len(error) == 1 and error[0]["status"] == 500 and error[0]["error"] == "injected fault"
     assert frames[-1].event is not None and frames[-1].event["outcome"] == "refused"
     assert chat_stack.llm.requests == []
+    assert server.value("talker_chat_turns_total", input="text", outcome="refused") == before + 1
+
+
+def test_a_turn_with_every_slot_and_queue_place_taken_gets_a_429_event(chat_stack: ChatStack) -> None:
+    server = chat_stack.talker
+    chat_stack.llm.replies = ["Hello. This will not be spoken."]
+    before = server.value("talker_chat_turns_total", input="text", outcome="refused")
+    # Six /v1/tts requests that hold the 2 slots and 4 queue places (each job waits 2.5 s in its slot).
+    server.set_faults(error_rate=0.0, extra_latency_ms=2500, not_ready=False)
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            held = [pool.submit(httpx.post, f"{server.url}/v1/tts", json={"text": "Busy."}, headers=headers,
+                                timeout=30) for _ in range(6)]
+            poll_until(lambda: server.value("talker_active_sessions") == 2 and server.value("talker_queue_depth") == 4,
+                       timeout=10, what="every slot and queue place taken")
+            with chat_stack.connect() as client:
+                _, frames = client.turn("Are you busy?")
+            for future in held:
+                future.result()
+    finally:
+        server.clear_faults_and_drain()
+    error = events(frames, "error")
+    assert len(error) == 1 and error[0]["status"] == 429 and error[0]["retry_after_s"] >= 1
+    assert frames[-1].event is not None and frames[-1].event["outcome"] == "refused"
+    assert not [f for f in frames if f.type == "binary"]
     assert server.value("talker_chat_turns_total", input="text", outcome="refused") == before + 1

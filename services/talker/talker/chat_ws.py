@@ -128,7 +128,10 @@ class ChatConnection:
         error = refusal_error(exc)
         if error.reason is not None:
             self.service.count_rejection(error.reason)
-        return {"type": "error", **error.body, "status": error.status}
+        event = {"type": "error", **error.body, "status": error.status}
+        if exc.retry_after_s is not None:
+            event["retry_after_s"] = exc.retry_after_s  # HTTP's Retry-After
+        return event
 
     async def refused(self, exc: Refusal) -> None:
         await self.send(self.refusal_event(exc))
