@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from chat_tests.chat_ws_client import API_KEY, ChatStack, Frame
+from chat_tests.chat_ws_client import API_KEY, ChatClient, ChatStack, Frame
 from chat_tests.conftest import FIRST_TOKEN_DELAY_S, LONG_REPLY
 from talker.metrics import CHAT_INPUTS, CHAT_TURN_OUTCOMES
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -231,3 +231,31 @@ def test_a_turn_with_every_slot_and_queue_place_taken_gets_a_429_event(chat_stac
     assert frames[-1].event is not None and frames[-1].event["outcome"] == "refused"
     assert not [f for f in frames if f.type == "binary"]
     assert server.value("talker_chat_turns_total", input="text", outcome="refused") == before + 1
+
+
+def test_a_session_is_resumed_by_the_id_the_server_gave_and_keeps_its_history(chat_stack: ChatStack) -> None:
+    server = chat_stack.talker
+    chat_stack.llm.replies = ["Noted."]
+
+    def prompt_tokens_of(client: ChatClient, text: str) -> float:
+        before = server.value("talker_llm_tokens_total", kind="prompt")
+        _, frames = client.turn(text)
+        assert frames[-1].event is not None and frames[-1].event["outcome"] == "completed"
+        return server.value("talker_llm_tokens_total", kind="prompt") - before
+
+    with chat_stack.connect() as client:
+        client.send(type="config")
+        first = client.until("ready")[-1].event
+        assert first is not None
+        prompt_tokens_of(client, "My name is Ada.")
+    with chat_stack.connect() as client:
+        client.send(type="config", session_id=first["session_id"])
+        resumed = client.until("ready")[-1].event
+        assert resumed is not None and resumed["session_id"] == first["session_id"]
+        with_history = prompt_tokens_of(client, "What is my name?")
+        client.send(type="config", session_id="made-up-by-the-client")
+        other = client.until("ready")[-1].event
+        assert other is not None and other["session_id"] not in (first["session_id"], "made-up-by-the-client")
+        fresh = prompt_tokens_of(client, "What is my name?")
+    # The resumed turn sent the earlier exchange along ("My name is Ada." + "Noted."): a longer prompt.
+    assert with_history > fresh > 0
