@@ -1,6 +1,7 @@
 """Render the monitoring configs in prometheus/ and alertmanager/ into a directory the servers read.
 
-    python -m stack.config_render --out DIR [--profile default|demo|fast] [--gpu] [--local talker=127.0.0.1:18001,...]
+    python -m stack.config_render --out DIR [--profile default|demo|fast] [--gpu] [--llm]
+        [--local talker=127.0.0.1:18001,...]
 
 Prometheus and Alertmanager cannot read environment variables, and the tests need other timings
 and addresses than production, so this is the one step between the files in git and the running
@@ -16,7 +17,8 @@ servers (compose runs it as the one-shot `config-init` service). It changes only
 - the expected talker replica count (TALKER_REPLICAS) in rules/replicas_expected.yml;
 - target addresses (`addresses`: service name -> host:port, by default where stack.defaults says compose
   runs them; talker's DNS discovery of every compose replica becomes one static target), the
-  `gpu_expected` target label and the dcgm-exporter job (`gpu`), external labels (CLUSTER_NAME, DEPLOY_ENV, STACK_BOX);
+  `gpu_expected` target label and the dcgm-exporter job (`gpu`), the `llm` job (`llm`: the compose profile
+  `llm`'s LLM server, also on when COMPOSE_PROFILES names llm), external labels (CLUSTER_NAME, DEPLOY_ENV, STACK_BOX);
 - `remote_write` to a fleet's central store (PROMETHEUS_REMOTE_WRITE_URL; PROMETHEUS_REMOTE_WRITE_AUTH basic
   or bearer, the password or token read by Prometheus from PROMETHEUS_REMOTE_WRITE_CREDENTIALS_FILE: the
   secret itself never enters the rendered config);
@@ -65,6 +67,7 @@ CONFIG_SERVICES: dict[str, str] = {
     "prometheus": "prometheus",
     "mailpit": "smtp",
     "dcgm-exporter": "dcgm_exporter",
+    "llm": "llm_server",
 }
 DEFAULT_ADDRESSES: dict[str, str] = {service: LISTENERS[key].address for service, key in CONFIG_SERVICES.items()}
 
@@ -309,7 +312,8 @@ def _remote_write(values: Mapping[str, str]) -> list[dict[str, Any]]:
 
 
 def _render_prometheus(
-    out: Path, profile: Profile | None, values: Mapping[str, str], moved: Mapping[str, str], gpu: bool
+    out: Path, profile: Profile | None, values: Mapping[str, str], moved: Mapping[str, str], gpu: bool,
+    llm: bool = False,
 ) -> tuple[Path, Path]:
     config = yaml.safe_load((PROMETHEUS_SRC / "prometheus.yml").read_text(encoding="utf-8"))
     config["global"]["external_labels"] = _external_labels(values)
@@ -328,6 +332,12 @@ def _render_prometheus(
     if gpu:
         config["scrape_configs"].append(
             {"job_name": "dcgm-exporter", "static_configs": [{"targets": [DEFAULT_ADDRESSES["dcgm-exporter"]]}]}
+        )
+    if llm:
+        # The compose profile `llm`: llama-server (--metrics) or vLLM, both at /metrics. Without the profile the
+        # job does not exist, so no `up{job="llm"}` series (and no alert on it) exists either.
+        config["scrape_configs"].append(
+            {"job_name": "llm", "static_configs": [{"targets": [DEFAULT_ADDRESSES["llm"]]}]}
         )
     for job in config["scrape_configs"]:
         if job["job_name"] == "talker":
@@ -447,6 +457,7 @@ def render(
     env: Mapping[str, str] = os.environ,
     gpu: bool = False,
     addresses: Mapping[str, str] | None = None,
+    llm: bool = False,
 ) -> RenderedConfig:
     """Write prometheus/ and alertmanager/ under out_dir; return their paths and the flags to start them with."""
     if profile not in PROFILES:
@@ -456,7 +467,7 @@ def render(
     resolved = _check_addresses(addresses)
     moved = {DEFAULT_ADDRESSES[s]: a for s, a in resolved.items() if a != DEFAULT_ADDRESSES[s]}
     out_dir = Path(out_dir)
-    prometheus_config, rules_dir = _render_prometheus(out_dir, chosen, values, moved, gpu)
+    prometheus_config, rules_dir = _render_prometheus(out_dir, chosen, values, moved, gpu, llm)
     alertmanager_config, templates_dir = _render_alertmanager(out_dir, chosen, values, moved)
     runbook_page = out_dir / "runbook" / "index.html"
     runbook_page.parent.mkdir(parents=True, exist_ok=True)
@@ -484,15 +495,23 @@ def _parse_local(text: str) -> dict[str, str]:
     return pairs
 
 
+def llm_profile_enabled(compose_profiles: str) -> bool:
+    """Whether COMPOSE_PROFILES (compose's own comma-separated setting, passed to config-init) names `llm`."""
+    return "llm" in {part.strip() for part in compose_profiles.split(",")}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stack.config_render", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="directory to write prometheus/ and alertmanager/ into")
     parser.add_argument("--profile", choices=sorted(PROFILES), default=os.environ.get("ALERT_PROFILE", "default"))
     parser.add_argument("--gpu", action="store_true", help="expect a GPU on talker and scrape dcgm-exporter")
+    parser.add_argument("--llm", action="store_true",
+                        help="scrape the LLM server of the compose profile `llm` (implied by llm in COMPOSE_PROFILES)")
     parser.add_argument("--local", default="", help="service=host:port,... to replace compose addresses")
     args = parser.parse_args(argv)
     try:
-        rendered = render(args.out, profile=args.profile, gpu=args.gpu, addresses=_parse_local(args.local))
+        rendered = render(args.out, profile=args.profile, gpu=args.gpu, addresses=_parse_local(args.local),
+                          llm=args.llm or llm_profile_enabled(os.environ.get("COMPOSE_PROFILES", "")))
     except (RenderError, OSError, yaml.YAMLError) as exc:
         print(f"config_render: {exc}", file=sys.stderr)
         return 2

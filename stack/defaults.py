@@ -62,4 +62,7 @@ LISTENERS: dict[str, Listener] = {
     # talker's TALKER_LLM_BASE_URL default and llm_standin's / asr_standin's default ports say the same.
     "llm": Listener("llm-standin", 8091),
     "asr": Listener("asr-standin", 8090),
+    # The real LLM server of the compose profile `llm` (llama.cpp's llama-server, or vLLM on the GPU overlay):
+    # its OpenAI API under /v1 and Prometheus metrics at /metrics, on one port.
+    "llm_server": Listener("llm", 8080),
 }

@@ -51,6 +51,8 @@ SECRETS = (
     # Empty = talker's /v1 stays the open demo; write comma- or line-separated keys to require them.
     Secret("talker_api_keys", "talker API keys for /v1 (empty = open demo; comma-separated keys to require one)",
            ""),
+    # The compose profile `llm`: a Hugging Face token for gated models (empty = anonymous downloads).
+    Secret("hf_token", "Hugging Face token for the llm profile's model download (empty = anonymous)", ""),
     Secret("prometheus_remote_write", "central store's password or token (PROMETHEUS_REMOTE_WRITE_AUTH)", ""),
 )
 

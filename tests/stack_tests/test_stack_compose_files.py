@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import contract
+import pytest
 import yaml
+
+from stack import defaults
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBLISHED = {"talker-lb", "grafana", "mailpit", "dingtalk-standin"}
@@ -144,7 +150,8 @@ def test_stack_node_exporter_excludes_host_mountpoints_it_reports() -> None:
 WRITABLE_ROOT = {"dcgm-exporter"}  # DCGM writes under /var/log and /tmp; no documented read-only mode
 # dcgm-exporter: no capability while dcgm-exporter/counters.csv has no profiling field (checked below).
 CAPS_ADDED = {"config-init": ["CHOWN"]}
-ROOT_USER = {"config-init", "dcgm-exporter"}  # takes over the config volumes with CHOWN alone; DCGM
+ROOT_USER = {"config-init", "dcgm-exporter", "llm"}  # takes over the config volumes with CHOWN alone; DCGM;
+# llm: llama.cpp's and vLLM's images run as root and download into a named volume Docker creates root-owned
 # Upstream images whose default user is already non-root (prom/*: nobody; grafana: 472).
 NON_ROOT_IMAGES = {"prometheus", "alertmanager", "node-exporter", "grafana"}
 
@@ -183,8 +190,10 @@ def test_stack_networks_keep_talker_away_from_monitoring_and_alerting() -> None:
     on_talker_net = {name for name in services if "talker" in networks(name)}
     # Besides talker itself: Prometheus (scrapes it, listens elsewhere), talker-lb (forwards to it, on no other
     # network) and the smoke tool (tools profile).
-    assert on_talker_net == {"talker", "prometheus", "talker-lb", "smoke"}
-    assert networks("talker-lb") == {"talker"}
+    # and the llm profile's LLM server (talker calls it; on no other network, so it reaches nothing on the
+    # monitoring or alerting side).
+    assert on_talker_net == {"talker", "prometheus", "talker-lb", "smoke", "llm"}
+    assert networks("talker-lb") == {"talker"} and networks("llm") == {"talker"}
     for name in ("alertmanager", "dingtalk-relay", "mailpit", "node-exporter", "grafana", "dcgm-exporter",
                  "dingtalk-standin"):
         assert "talker" not in networks(name), name
@@ -276,3 +285,60 @@ def test_stack_dcgm_exporter_exports_every_dcgm_counter_the_dashboards_and_rules
     image = re.fullmatch(r"\$\{DCGM_EXPORTER_IMAGE:-nvcr\.io/nvidia/k8s/dcgm-exporter:(\d+)\.\d+\.\d+-(\d+)\.\d+\.\d+-"
                          r"distroless\}", dcgm["image"])
     assert image and int(image.group(1)) >= 4 and int(image.group(2)) >= 4, dcgm["image"]  # DCGM 4 / exporter 4
+
+
+# --- the llm profile: a real LLM server (issue 11) ------------------------------------------------------------
+
+def compose_config(*args: str) -> dict[str, Any]:
+    """`docker compose ... config` as JSON: what compose itself makes of the files (merge, profiles, defaults).
+
+    Needs the Compose v2 CLI only, no engine; like test_stack_compose.py it fails rather than skips without it."""
+    if shutil.which("docker") is None or subprocess.run(["docker", "compose", "version"], capture_output=True,
+                                                        check=False).returncode != 0:
+        pytest.fail("docker compose (Compose v2 CLI) is not installed (docs/stack.md: Tests)")
+    env = {**os.environ, "SECRETS_DIR": "/nonexistent-secrets", "COMPOSE_PROFILES": ""}
+    proc = subprocess.run(["docker", "compose", "--project-directory", str(ROOT), *args, "config", "--format", "json"],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return dict(json.loads(proc.stdout))
+
+
+def test_stack_llm_profile_runs_llama_cpp_and_points_talker_at_it() -> None:
+    llm_listener = defaults.LISTENERS["llm_server"]
+    plain = compose_config("-f", "docker-compose.yml")["services"]
+    assert "llm" not in plain  # off unless the profile is on
+    assert plain["talker"]["environment"]["TALKER_LLM_BASE_URL"] == llm_listener.compose_url("/v1")
+    services = compose_config("-f", "docker-compose.yml", "--profile", "llm")["services"]
+    llm = services["llm"]
+    assert llm["image"] == "ghcr.io/ggml-org/llama.cpp:server-b6715"
+    command = llm["command"][0]
+    for flag in ("--metrics", f"--port {llm_listener.port}", "--host 0.0.0.0", "--hf-repo", "--hf-file",
+                 "--model-url", "--alias"):
+        assert flag in command, flag
+    assert llm["environment"]["HF_ENDPOINT"] == "https://huggingface.co"
+    assert llm["environment"]["LLM_MODEL"] == services["talker"]["environment"]["TALKER_LLM_MODEL"]
+    # The Hub token: a secret file the entrypoint reads, never a value in the container's environment.
+    assert [s["source"] for s in llm["secrets"]] == ["hf_token"] and "/run/secrets/hf_token" in command
+    assert not any("TOKEN" in key for key in llm["environment"])
+    assert [(v["source"], v["target"]) for v in llm["volumes"]] == [("llm-models", "/models")]
+    assert llm["environment"]["LLAMA_CACHE"].startswith("/models/")
+    assert f"http://127.0.0.1:{llm_listener.port}/health" in llm["healthcheck"]["test"]
+    assert llm["cap_drop"] == ["ALL"] and "no-new-privileges:true" in llm["security_opt"] and llm["read_only"]
+    assert int(llm["mem_limit"]) == 8 * 2**30
+    assert set(llm["networks"]) == {"talker"}
+
+
+def test_stack_llm_profile_runs_vllm_on_the_gpu_overlay() -> None:
+    files = ("-f", "docker-compose.yml", "-f", "docker-compose.gpu.yml")
+    services = compose_config(*files, "--profile", "llm")["services"]
+    llm, talker = services["llm"], services["talker"]
+    assert llm["image"] == "vllm/vllm-openai:v0.10.1.1"
+    command = llm["command"][0]
+    assert "vllm.entrypoints.openai.api_server" in command and '--model "$${LLM_MODEL}"' in command
+    assert f"--port {defaults.LISTENERS['llm_server'].port}" in command and "/run/secrets/hf_token" in command
+    assert llm["deploy"]["resources"] == talker["deploy"]["resources"]  # the GPUs, like talker's
+    assert llm["environment"]["HF_ENDPOINT"] == "https://huggingface.co"
+    assert llm["environment"]["XDG_CACHE_HOME"].startswith("/models/")
+    assert llm["cap_drop"] == ["ALL"] and "no-new-privileges:true" in llm["security_opt"] and llm["read_only"]
+    assert int(llm["mem_limit"]) == 16 * 2**30 and set(llm["networks"]) == {"talker"}
+    assert "python3" in llm["healthcheck"]["test"]

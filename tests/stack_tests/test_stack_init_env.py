@@ -14,7 +14,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET_FILES = {"grafana_admin_password", "talker_admin_token", "dingtalk_token", "dingtalk_secret",
-                "smtp_auth_password", "relay_webhook_token", "prometheus_remote_write", "talker_api_keys"}
+                "smtp_auth_password", "relay_webhook_token", "prometheus_remote_write", "talker_api_keys",
+                "hf_token"}
 
 
 def run_init(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -45,6 +46,7 @@ def test_stack_first_make_up_creates_env_and_secret_files_without_printing_them(
     assert values["dingtalk_token"] == "demo-token"
     assert values["dingtalk_secret"] == "SECdemo-signing-secret-for-the-standin"
     assert values["smtp_auth_password"] == "" and values["prometheus_remote_write"] == ""
+    assert values["hf_token"] == ""  # the llm profile downloads anonymously until a token is written here
     assert values["talker_api_keys"] == ""  # talker's /v1 stays the open demo until keys are written here
     for name in SECRET_FILES:
         assert mode(secrets_dir / name) & 0o022 == 0, name  # nobody else may change a secret
