@@ -1,10 +1,11 @@
 """The cross-check that makes the monitoring real.
 
 Starts the dev stack (devtools.devstack, fast profile: the real talker, dingtalk-relay against the DingTalk
-stand-in, node-exporter, Prometheus 2.42 and Alertmanager 0.25 with the rendered configs, the mail sink),
-drives a little traffic, then proves that every metric name a rule or panel uses is in a live scrape and that
-every recording rule and dashboard query returns data. A metric renamed in a service fails here, not months
-later as an empty panel.
+stand-in, node-exporter, Prometheus 2.42 and Alertmanager 0.25 with the rendered configs, the mail sink, the
+LLM stand-in), drives a little traffic (a conversation turn on /v1/chat/ws too), then proves that every metric
+name a rule or panel uses is in a live scrape and that every recording rule and dashboard query returns data.
+A metric renamed in a service fails here, not months later as an empty panel. The LLM drill (injected LLM
+errors and latency fire TalkerLLMUpstreamFailing and TalkerLLMSlowFirstToken) runs here too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import contract
 import pytest
 from monitoring_tests.mon_helpers import REPO_ROOT, run_tool
+from websockets.sync.client import connect as ws_connect
 
 from devtools.devstack import DevStack
 from stack.http_client import request
@@ -59,6 +61,24 @@ def prom_query(stack: DevStack, expr: str) -> list[dict[str, Any]]:
     return payload["data"]["result"]
 
 
+def chat_turns(stack: DevStack, texts: list[str]) -> list[dict[str, Any]]:
+    """One conversation on /v1/chat/ws (the dev stack's LLM stand-in answers): each turn's turn_end event."""
+    url = stack.urls["talker"].replace("http://", "ws://") + "/v1/chat/ws"
+    ends = []
+    with ws_connect(url, subprotocols=["talker.chat"], open_timeout=30, max_size=None) as ws:
+        ws.send(json.dumps({"type": "config", "output": "audio"}))
+        while json.loads(ws.recv(timeout=60)).get("type") != "ready":
+            pass
+        for text in texts:
+            ws.send(json.dumps({"type": "user_text", "text": text}))
+            while True:
+                message = ws.recv(timeout=REQUEST_TIMEOUT_S)
+                if isinstance(message, str) and (event := json.loads(message)).get("type") == "turn_end":
+                    ends.append(event)
+                    break
+    return ends
+
+
 def drive_traffic(stack: DevStack) -> None:
     api, admin = stack.urls["talker"], admin_headers(stack)
     for text in ("你好，值班同学。", "Hello from the cross-check."):
@@ -75,6 +95,9 @@ def drive_traffic(stack: DevStack) -> None:
     assert talker_http("POST", f"{api}/admin/faults", {"error_rate": 1.0}, admin)[0] == 200
     assert talker_http("POST", f"{api}/v1/tts", {"text": "fail"})[0] == 500  # the injected fault
     assert talker_http("DELETE", f"{api}/admin/faults", None, admin)[0] == 200
+    # A real conversation turn: the LLM, chat and stage series carry observations, not only their zeros.
+    [end] = chat_turns(stack, ["Hello from the cross-check."])
+    assert end["outcome"] == "completed", (end, logs(stack))
     firing = json.loads((REPO_ROOT / "tests/relay_tests/fixtures/alertmanager_firing.json").read_text(encoding="utf-8"))
     webhook_token = stack.webhook_token_file.read_text(encoding="ascii").strip()
     status, body = http("POST", f"{stack.urls['relay']}/alertmanager/default", firing,
@@ -203,3 +226,34 @@ def test_injected_errors_fire_talker_high_error_rate_within_a_minute(stack: DevS
     finally:
         http("DELETE", f"{api}/admin/faults", None, admin)
     assert time.monotonic() - started < 60
+
+
+def test_a_chat_turn_shows_in_the_conversation_series(stack: DevStack) -> None:
+    text = scrape(stack.urls["talker_metrics"])
+    assert metric_sum(text, "talker_llm_requests_total", outcome="completed") >= 1
+    assert metric_sum(text, "talker_llm_time_to_first_token_seconds_count") >= 1
+    assert metric_sum(text, "talker_chat_first_audio_seconds_count") >= 1
+    assert metric_sum(text, "talker_stage_duration_seconds_count", stage="llm") >= 1
+
+
+def test_injected_llm_faults_fire_the_llm_alerts(stack: DevStack) -> None:
+    """The LLM drill (issue 11): llm_error_rate -> TalkerLLMUpstreamFailing, llm_extra_latency_ms ->
+    TalkerLLMSlowFirstToken, each firing in Prometheus within a minute and a half (fast profile)."""
+    api, admin = stack.urls["talker"], admin_headers(stack)
+
+    def drill(fault: dict[str, float], alert: str, outcome: str) -> None:
+        assert talker_http("POST", f"{api}/admin/faults", fault, admin)[0] == 200
+        started = time.monotonic()
+        try:
+            def firing() -> bool:
+                ends = chat_turns(stack, ["Are you there?"])  # keep LLM requests flowing
+                assert ends[0]["outcome"] == outcome, ends
+                return bool(prom_query(stack, f'ALERTS{{alertname="{alert}", alertstate="firing"}}'))
+
+            poll_until(firing, timeout=90, interval=0.1, what=f"{alert} firing under {fault}")
+        finally:
+            talker_http("DELETE", f"{api}/admin/faults", None, admin)
+        assert time.monotonic() - started < 90
+
+    drill({"llm_error_rate": 1.0}, "TalkerLLMUpstreamFailing", "llm_error")
+    drill({"llm_extra_latency_ms": 2500}, "TalkerLLMSlowFirstToken", "completed")
