@@ -162,6 +162,7 @@ def overview() -> dashboard_builders.Dashboard:
         ]),
         *streaming(),
         *conversation(),
+        *llm_server(),
         row("进程与故障注入"),
         timeseries_panel("故障注入", "1 = 该类故障注入正在生效（演练用，记得关闭）。", "bool_on_off",
                          [(f"talker_fault_injection_active{{{T}}}", "{{instance}} {{kind}}")]),
@@ -248,6 +249,44 @@ def conversation() -> list[Item]:
                          "llm_error / asr_error / tts_error 该阶段失败；invalid 输入不合法。", "short",
                          [(f"sum by (input, outcome) (rate(talker_chat_turns_total{{{T}}}{R}))",
                            "{{input}} {{outcome}}")], width=8),
+    ]
+
+
+def llm_server() -> list[Item]:
+    """The "LLM server" row: the compose profile `llm`'s own server (job "llm"), seen from its /metrics: vLLM on GPU
+    hosts, llama.cpp's llama-server on CPU ones; each panel queries both (only one runs, the other stays empty).
+    Metric names from the servers' source at the pinned versions: tests/contract.py LLM_SERVER_SERIES says where."""
+    job = 'job="llm"'
+    ttft = f"vllm:time_to_first_token_seconds_bucket{{{job}}}"
+    return [
+        row("LLM 服务器 LLM server"),
+        timeseries_panel("LLM 服务器 token 吞吐",
+                         "LLM 服务器自己统计的每秒 token 数：prompt = 处理的提示，generation = 生成的回答。"
+                         "vLLM（GPU）或 llama.cpp（CPU）其一有数；compose profile llm 未开启时为空。", "short", [
+                             (f"sum(rate(vllm:prompt_tokens_total{{{job}}}{R}))", "vLLM prompt"),
+                             (f"sum(rate(vllm:generation_tokens_total{{{job}}}{R}))", "vLLM generation"),
+                             (f"sum(rate(llamacpp:prompt_tokens_total{{{job}}}{R}))", "llama.cpp prompt"),
+                             (f"sum(rate(llamacpp:tokens_predicted_total{{{job}}}{R}))", "llama.cpp generation"),
+                         ]),
+        timeseries_panel("LLM 服务器请求：处理中 / 排队",
+                         "正在生成的请求和等待的请求；排队持续不为 0 说明 LLM 服务器是瓶颈"
+                         "（vLLM 的 waiting，llama.cpp 的 deferred = 没有空闲 slot，见 LLM_PARALLEL）。", "short", [
+                             (f"sum(vllm:num_requests_running{{{job}}})", "vLLM running"),
+                             (f"sum(vllm:num_requests_waiting{{{job}}})", "vLLM waiting"),
+                             (f"sum(llamacpp:requests_processing{{{job}}})", "llama.cpp processing"),
+                             (f"sum(llamacpp:requests_deferred{{{job}}})", "llama.cpp deferred"),
+                         ]),
+        timeseries_panel("LLM 服务器首 token 延迟 P50 / P95（vLLM）",
+                         "vLLM 自己测的首 token 时间（不含网络和 talker 的排队），与上面对话行 talker 测的"
+                         "LLM 首 token 对照：两者差得多说明时间花在服务器之外。llama.cpp 无此直方图。", "s",
+                         [(f"histogram_quantile({q}, sum by (le) (rate({ttft}{R})))", f"p{p}")
+                          for q, p in ((0.5, "50"), (0.95, "95"))]),
+        timeseries_panel("LLM 服务器生成速度与 KV cache",
+                         "llama.cpp：最近的平均生成速度（tokens/s，predicted_tokens_seconds）；vLLM：KV cache 占用比例"
+                         "（1 = 满，满了新请求会排队或被抢占）。", "short", [
+                             (f"max(llamacpp:predicted_tokens_seconds{{{job}}})", "llama.cpp tokens/s"),
+                             (f"max(vllm:kv_cache_usage_perc{{{job}}})", "vLLM KV cache usage"),
+                         ]),
     ]
 
 

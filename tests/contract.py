@@ -32,6 +32,38 @@ GPU_PRESENCE_METRIC = "talker_gpu_available"
 # NVIDIA dcgm-exporter's metrics all start with this; that job exists only on GPU hosts (--gpu).
 DCGM_PREFIX = "DCGM_"
 OWN_PREFIXES = ("talker_", "dingtalk_relay_")
+
+
+def _histogram(name: str) -> set[str]:
+    return {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+
+
+# The LLM servers of the compose profile `llm` (job "llm", only scraped with the profile), as their own source
+# defines the names at the versions docker-compose*.yml pins — renames have broken other projects' panels, so
+# update this list from the source whenever LLM_IMAGE / VLLM_IMAGE move:
+# - vLLM v0.10.1.1 (vllm/vllm-openai): vllm/v1/metrics/loggers.py, class PrometheusStatLogger (read at commit
+#   005a810bc40f); prometheus_client adds _total to counters. vllm:gpu_cache_usage_perc is deprecated there in
+#   favour of vllm:kv_cache_usage_perc, and vllm:time_per_output_token_seconds is renamed later: use neither.
+# - llama.cpp server-b6715 (ghcr.io/ggml-org/llama.cpp): tools/server/server.cpp, the /metrics handler (`llamacpp:`
+#   prefix, counters already named *_total; read at commit aa6192d38def). Its kv_cache_* gauges are gone from recent
+#   builds: not used.
+VLLM_SERIES = frozenset({
+    "vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
+    "vllm:prompt_tokens_total", "vllm:generation_tokens_total", "vllm:request_success_total",
+    *_histogram("vllm:time_to_first_token_seconds"), *_histogram("vllm:e2e_request_latency_seconds"),
+    *_histogram("vllm:request_queue_time_seconds"),
+})
+LLAMA_CPP_SERIES = frozenset({
+    "llamacpp:prompt_tokens_total", "llamacpp:prompt_seconds_total", "llamacpp:tokens_predicted_total",
+    "llamacpp:tokens_predicted_seconds_total", "llamacpp:prompt_tokens_seconds", "llamacpp:predicted_tokens_seconds",
+    "llamacpp:requests_processing", "llamacpp:requests_deferred", "llamacpp:n_decode_total",
+})
+LLM_SERVER_SERIES = VLLM_SERIES | LLAMA_CPP_SERIES
+
+
+def is_llm_server(name: str) -> bool:
+    """A series of the llm profile's upstream server: absent from `make dev` and the default compose stack."""
+    return name in LLM_SERVER_SERIES
 # Series Prometheus makes itself rather than scraping them.
 SYNTHETIC_SERIES = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE", "scrape_duration_seconds", "scrape_samples_scraped"})
 

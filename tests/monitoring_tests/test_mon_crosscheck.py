@@ -142,6 +142,9 @@ def test_every_referenced_metric_exists_in_a_live_scrape(stack: DevStack) -> Non
         for name in query.metric_names:
             if name in recorded or name in contract.SYNTHETIC_SERIES or contract.is_gpu_only(name, gpu_only):
                 continue
+            if contract.is_llm_server(name):
+                continue  # the llm profile's server, not part of this stack
+
             if name not in live:
                 missing.append(f"{query.source}: {name}")
     assert not missing, "metrics referenced but not exported by any live service:\n" + "\n".join(missing)
@@ -166,6 +169,8 @@ def test_every_recording_rule_and_dashboard_query_returns_data(stack: DevStack) 
         names = query.metric_names
         if names and all(contract.is_gpu_only(name, gpu_only) for name in names):
             continue  # GPU panels: empty on a CPU box by design (talker_gpu_available says why)
+        if names and all(contract.is_llm_server(name) for name in names):
+            continue  # the "LLM server" row: empty without the compose profile llm
         queries.append(contract.Query(query.source, contract.substitute_grafana_variables(query.expr)))
 
     pending = {q.source + " | " + q.expr: q for q in queries}

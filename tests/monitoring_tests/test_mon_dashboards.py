@@ -133,3 +133,24 @@ def test_service_dashboard_has_a_conversation_row() -> None:
     assert "histogram_quantile(0.95, sum by (le) (rate(talker_chat_first_audio_seconds_bucket" in text
     assert "sum(talker_chat_sessions_active" in text
     assert "sum by (input, outcome) (rate(talker_chat_turns_total" in text  # errors by stage: llm_error, ...
+
+
+def test_service_dashboard_has_an_llm_server_row() -> None:
+    # The llm profile's own server (job "llm"): vLLM's and llama.cpp's names as their source defines them at the
+    # pinned versions (contract.LLM_SERVER_SERIES), one of each family per panel where both have the figure.
+    dashboard = json.loads((GRAFANA / "dashboards" / "talker-overview.json").read_text(encoding="utf-8"))
+    panels = dashboard["panels"]
+    row = next(i for i, p in enumerate(panels) if p["type"] == "row" and "LLM server" in p["title"])
+    exprs = []
+    for panel in panels[row + 1:]:
+        if panel["type"] == "row":
+            break
+        exprs += [t["expr"] for t in panel["targets"]]
+    names = {name for expr in exprs for name in contract.promql_metric_names(expr)}
+    assert names <= contract.LLM_SERVER_SERIES, names - contract.LLM_SERVER_SERIES
+    assert {"vllm:generation_tokens_total", "llamacpp:tokens_predicted_total", "vllm:num_requests_waiting",
+            "llamacpp:requests_deferred", "vllm:time_to_first_token_seconds_bucket"} <= names
+    assert all('{job="llm"}' in expr for expr in exprs), exprs
+    # The documented list is an allow-list of exact names, not a prefix: a misspelt upstream name still fails.
+    with pytest.raises(AssertionError, match=r"unknown recording rule vllm:generation_tokens$"):
+        assert_metric_names_defined([contract.Query("test", "rate(vllm:generation_tokens[5m])")])
