@@ -194,6 +194,277 @@ function talk() {
   return stream("/v1/talk/stream", requestBody(true), $("video"), "videoUrl");
 }
 
+// --- conversation: /v1/chat/ws ------------------------------------------------------------------------------
+// One WebSocket per page (opened on the first message, the API key in the subprotocol `talker.key.<key>`, since a
+// browser cannot set headers on a WebSocket). The reply text grows with each reply_delta; the answer's speech
+// (16-bit PCM, 24 kHz) is played through Web Audio as its frames arrive, each chunk scheduled right after the last.
+// The panel's data attributes (audioBytes, audioPlayedAtEnd, ...) let tests see what was played and when.
+const chat = {
+  ws: null, opening: null, sessionId: null,
+  awaiting: false,     // a user turn was sent and its turn_start has not come: older turns' media is dropped
+  turn: null,          // the turn now answering (its number)
+  media: null,         // the media event whose binary frames follow
+  bubbles: null,       // {user, reply} of the turn now answering
+  audio: null, nextAt: 0, turnFirstAt: null, carry: null, sources: new Set(),
+  recorder: null,
+};
+
+function chatData(values) { Object.assign($("chat").dataset, values); }
+
+function chatUrl() { return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/chat/ws`; }
+
+function chatConfig() {
+  const message = { type: "config", output: "audio", emotion: $("emotion").value || "neutral" };
+  if ($("voice").value) message.voice = $("voice").value;
+  if (chat.sessionId) message.session_id = chat.sessionId;  // a reconnect keeps the conversation's history
+  return message;
+}
+
+function closeChat() {
+  if (chat.ws) chat.ws.close(1000);
+  chat.ws = null;
+  chat.opening = null;
+}
+
+function openChat() {
+  if (chat.ws && chat.opening) return chat.opening;
+  const key = $("apikey").value.trim();
+  const protocols = ["talker.chat"];
+  if (key) protocols.push(`talker.key.${key}`);
+  let ws;
+  try {
+    ws = new WebSocket(chatUrl(), protocols);
+  } catch (err) {
+    return Promise.reject(new Error(`cannot connect: ${err.message} (an API key has letters, digits, - and _ only)`));
+  }
+  ws.binaryType = "arraybuffer";
+  chat.ws = ws;
+  chat.opening = new Promise((resolve, reject) => {
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+      ws.send(JSON.stringify(chatConfig()));
+      chatData({ connected: "true" });
+      resolve(ws);
+    };
+    ws.onclose = (event) => {
+      if (chat.ws === ws) { chat.ws = null; chat.opening = null; }
+      chatData({ connected: "false" });
+      if (!opened) {
+        reject(new Error("the conversation could not connect (a wrong API key is refused at the handshake)"));
+      } else if (event.code !== 1000) {
+        showError(`Conversation closed (${event.code}${event.reason ? `: ${event.reason}` : ""})`);
+      }
+    };
+  });
+  ws.onmessage = (event) => {
+    if (chat.ws !== ws) return;
+    if (typeof event.data === "string") chatEvent(JSON.parse(event.data));
+    else chatMedia(event.data);
+  };
+  return chat.opening;
+}
+
+function chatBubble(kind, text) {
+  const item = document.createElement("li");
+  item.className = kind;
+  item.textContent = text;
+  $("chat-log").append(item);
+  item.scrollIntoView({ block: "nearest" });
+  return item;
+}
+
+// A new user turn: what is still playing stops (barge-in) and older turns' frames are dropped from now on.
+function beginUserTurn(userText) {
+  for (const source of chat.sources) { try { source.stop(); } catch (_) { /* not started */ } }
+  chat.sources.clear();
+  chat.nextAt = 0;
+  chat.carry = null;
+  chat.awaiting = true;
+  chat.media = null;
+  chat.bubbles = { user: chatBubble("user", userText), reply: null };
+  showError("");
+  $("chat-info").textContent = "";
+}
+
+function chatAudio() {
+  if (!chat.audio) chat.audio = new AudioContext();
+  // Made or resumed from a click, so that browsers allow it to play.
+  if (chat.audio.state === "suspended") chat.audio.resume().catch(() => { /* stays suspended */ });
+  return chat.audio;
+}
+
+function chatEvent(event) {
+  switch (event.type) {
+    case "ready":
+      chat.sessionId = event.session_id;
+      chatData({ sessionId: event.session_id });
+      break;
+    case "turn_start":
+      chat.awaiting = false;
+      chat.turn = event.turn;
+      chat.media = null;
+      chat.turnFirstAt = null;
+      if (!chat.bubbles) chat.bubbles = { user: chatBubble("user", ""), reply: null };
+      chat.bubbles.reply = chatBubble("reply", "");
+      chat.bubbles.reply.dataset.turn = String(event.turn);
+      chatData({ turn: String(event.turn), audioBytes: "0", replyChars: "0", outcome: "" });
+      break;
+    case "transcript":
+      if (event.turn === chat.turn && chat.bubbles) chat.bubbles.user.textContent = event.text;
+      break;
+    case "reply_delta":
+      if (event.turn === chat.turn && chat.bubbles && chat.bubbles.reply) {
+        chat.bubbles.reply.textContent += event.text;
+        chatData({ replyChars: String(chat.bubbles.reply.textContent.length) });
+      }
+      break;
+    case "media":
+      if (!chat.awaiting && event.turn === chat.turn) chat.media = event;
+      break;
+    case "turn_end":
+      if (event.turn !== chat.turn) break;
+      chatTurnEnd(event);
+      break;
+    case "error": {
+      let text = `Conversation: ${event.error}`;
+      if (event.field) text += ` (field: ${event.field})`;
+      if (event.detail) text += ` — ${event.detail}`;
+      if (event.retry_after_s) text += ` — retry after ${event.retry_after_s}s`;
+      showError(text);
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+function chatTurnEnd(event) {
+  const played = chat.audio && chat.turnFirstAt !== null ? Math.max(0, chat.audio.currentTime - chat.turnFirstAt) : 0;
+  chatData({
+    outcome: event.outcome,
+    audioPlayedAtEnd: played.toFixed(3),  // seconds of this turn's answer already heard when its turn_end came
+    audioState: chat.audio ? chat.audio.state : "none",
+  });
+  if (chat.bubbles && chat.bubbles.reply) chat.bubbles.reply.dataset.done = "true";
+  chat.media = null;
+  chat.bubbles = null;
+  const t = event.timings || {};
+  const ms = (s) => (typeof s === "number" ? `${Math.round(s * 1000)} ms` : "–");
+  const asr = typeof t.asr === "number" ? `ASR ${ms(t.asr)}, ` : "";
+  $("chat-info").textContent = `${event.outcome}: ${asr}LLM first token ${ms(t.llm_ttft)}, first audio ${ms(t.first_audio)}`
+    + `, total ${ms(t.total)}`;
+}
+
+// Binary frames: 16-bit little-endian mono PCM, any length (an odd byte waits for the next frame).
+function chatMedia(data) {
+  const media = chat.media;
+  if (chat.awaiting || !media || media.kind !== "audio" || media.turn !== chat.turn) return;
+  let bytes = new Uint8Array(data);
+  if (chat.carry) {
+    const joined = new Uint8Array(chat.carry.length + bytes.length);
+    joined.set(chat.carry);
+    joined.set(bytes, chat.carry.length);
+    bytes = joined;
+    chat.carry = null;
+  }
+  const count = bytes.length >> 1;
+  if (bytes.length % 2) chat.carry = bytes.slice(bytes.length - 1);
+  if (!count) return;
+  const ctx = chatAudio();
+  const view = new DataView(bytes.buffer, bytes.byteOffset, count * 2);
+  const buffer = ctx.createBuffer(1, count, media.sample_rate || 24000);
+  const channel = buffer.getChannelData(0);
+  for (let i = 0; i < count; i += 1) channel[i] = view.getInt16(i * 2, true) / 32768;
+  const source = ctx.createBufferSource();
+  source.buffer = buffer;
+  source.connect(ctx.destination);
+  // After an underrun a little lead time, so that the next frames join without a gap.
+  const at = Math.max(chat.nextAt, ctx.currentTime + 0.05);
+  source.start(at);
+  chat.nextAt = at + buffer.duration;
+  if (chat.turnFirstAt === null) chat.turnFirstAt = at;
+  chat.sources.add(source);
+  source.onended = () => chat.sources.delete(source);
+  const panel = $("chat");
+  chatData({ audioBytes: String(Number(panel.dataset.audioBytes || 0) + count * 2) });
+}
+
+async function chatSend() {
+  const text = $("chat-text").value.trim();
+  if (!text) return;
+  chatAudio();
+  try {
+    const ws = await openChat();
+    beginUserTurn(text);
+    ws.send(JSON.stringify({ type: "user_text", text }));
+    $("chat-text").value = "";
+  } catch (err) {
+    showError(err.message || String(err));
+  }
+}
+
+function micFormat() {
+  for (const type of ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/webm"]) {
+    if (window.MediaRecorder && MediaRecorder.isTypeSupported(type)) return type;
+  }
+  return "";
+}
+
+// Press to speak, press again to send: MediaRecorder's webm/opus goes out in 250 ms pieces as it is recorded.
+async function chatMic() {
+  const button = $("chat-mic");
+  if (chat.recorder) { chat.recorder.stop(); return; }
+  showError("");
+  const format = micFormat();
+  if (!navigator.mediaDevices || !format) {
+    showError("this browser cannot record the microphone here (MediaRecorder, a secure origin)");
+    return;
+  }
+  chatAudio();
+  let stream;
+  let ws;
+  try {
+    ws = await openChat();
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (err) {
+    showError(`Microphone: ${err.message || err}`);
+    return;
+  }
+  const recorder = new MediaRecorder(stream, { mimeType: format });
+  chat.recorder = recorder;
+  beginUserTurn("🎤 …");
+  const started = performance.now();
+  let sent = 0;
+  ws.send(JSON.stringify({ type: "user_audio_start", format: recorder.mimeType || format }));
+  recorder.ondataavailable = (event) => {
+    if (!event.data.size || ws.readyState !== WebSocket.OPEN) return;
+    ws.send(event.data);  // a Blob; the socket keeps the order of everything sent
+    sent += event.data.size;
+    chatData({ micBytes: String(sent), micMs: String(Math.round(performance.now() - started)) });
+  };
+  recorder.onstop = () => {
+    stream.getTracks().forEach((track) => track.stop());
+    if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "user_audio_end" }));
+    chat.recorder = null;
+    button.classList.remove("recording");
+    button.textContent = "🎤 Speak · 说话";
+    chatData({ recording: "false" });
+  };
+  recorder.start(250);
+  button.classList.add("recording");
+  button.textContent = "■ Send · 发送语音";
+  chatData({ recording: "true", micBytes: "0", micMs: "0" });
+}
+
+$("chat-send").addEventListener("click", chatSend);
+$("chat-text").addEventListener("keydown", (event) => { if (event.key === "Enter") { event.preventDefault(); chatSend(); } });
+$("chat-mic").addEventListener("click", chatMic);
+// A new voice or emotion applies to the next answer; a new key needs a new connection.
+["voice", "emotion"].forEach((id) => $(id).addEventListener("change", () => {
+  if (chat.ws && chat.ws.readyState === WebSocket.OPEN) chat.ws.send(JSON.stringify(chatConfig()));
+}));
+
 $("speak").addEventListener("click", speak);
 $("talk").addEventListener("click", talk);
 $("form").addEventListener("submit", (event) => event.preventDefault());
@@ -212,6 +483,7 @@ async function start() {
 $("apikey").value = localStorage.getItem(KEY_STORE) || "";
 $("apikey").addEventListener("change", () => {
   localStorage.setItem(KEY_STORE, $("apikey").value.trim());
+  closeChat();
   start();
 });
 
