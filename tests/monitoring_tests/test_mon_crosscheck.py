@@ -20,6 +20,7 @@ from typing import Any
 import contract
 import pytest
 from monitoring_tests.mon_helpers import REPO_ROOT, run_tool
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
 from devtools.devstack import DevStack
@@ -64,18 +65,26 @@ def prom_query(stack: DevStack, expr: str) -> list[dict[str, Any]]:
 def chat_turns(stack: DevStack, texts: list[str]) -> list[dict[str, Any]]:
     """One conversation on /v1/chat/ws (the dev stack's LLM stand-in answers): each turn's turn_end event."""
     url = stack.urls["talker"].replace("http://", "ws://") + "/v1/chat/ws"
-    ends = []
-    with ws_connect(url, subprotocols=["talker.chat"], open_timeout=30, max_size=None) as ws:
-        ws.send(json.dumps({"type": "config", "output": "audio"}))
-        while json.loads(ws.recv(timeout=60)).get("type") != "ready":
-            pass
-        for text in texts:
-            ws.send(json.dumps({"type": "user_text", "text": text}))
-            while True:
-                message = ws.recv(timeout=REQUEST_TIMEOUT_S)
-                if isinstance(message, str) and (event := json.loads(message)).get("type") == "turn_end":
-                    ends.append(event)
-                    break
+    ends: list[dict[str, Any]] = []
+    seen: list[str] = []  # the event types so far, for the failure message
+    try:
+        with ws_connect(url, subprotocols=["talker.chat"], open_timeout=30, max_size=None) as ws:
+            ws.send(json.dumps({"type": "config", "output": "audio"}))
+            while json.loads(ws.recv(timeout=60)).get("type") != "ready":
+                pass
+            for text in texts:
+                ws.send(json.dumps({"type": "user_text", "text": text}))
+                while True:
+                    message = ws.recv(timeout=REQUEST_TIMEOUT_S)
+                    if isinstance(message, bytes):
+                        continue
+                    event = json.loads(message)
+                    seen.append(str(event.get("type")))
+                    if event.get("type") == "turn_end":
+                        ends.append(event)
+                        break
+    except (TimeoutError, OSError, ConnectionClosed) as exc:  # a turn that never ended, or a socket closed on us
+        pytest.fail(f"chat turn: {exc!r} after events {seen[-20:]}\n{logs(stack)}")
     return ends
 
 
