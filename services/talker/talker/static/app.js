@@ -426,7 +426,11 @@ async function chatMic() {
   let ws;
   try {
     ws = await openChat();
-    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    // Echo cancellation stays on (the answer plays through the speakers); noise suppression and automatic gain
+    // are off: they distort a voice enough that a small recogniser (pocketsphinx) loses words.
+    stream = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: true, noiseSuppression: false, autoGainControl: false },
+    });
   } catch (err) {
     showError(`Microphone: ${err.message || err}`);
     return;
