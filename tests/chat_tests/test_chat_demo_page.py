@@ -132,7 +132,7 @@ def test_chat_page_spoken_turn_from_the_microphone(page: Page, page_stack: ChatS
     # pocketsphinx hears espeak's voice through Chromium's capture and opus with a few words wrong: "weather" holds.
     assert "weather" in heard and "🎤" not in heard, (heard, state, page.inner_text("#error"))
     assert last_reply(page) == REPLY and state["outcome"] == "completed", state
-    assert int(state["audioBytes"]) / PCM_BYTES_PER_S > 3.0, state
+    assert 3.0 < int(state["audioBytes"]) / PCM_BYTES_PER_S < 20.0, state
     assert "ASR" in page.inner_text("#chat-info")
     assert page.locator("#error").is_hidden()
     assert page_stack.talker.value("talker_chat_turns_total", input="audio", outcome="completed") == completed + 1
