@@ -136,3 +136,21 @@ def test_chat_page_spoken_turn_from_the_microphone(page: Page, page_stack: ChatS
     assert "ASR" in page.inner_text("#chat-info")
     assert page.locator("#error").is_hidden()
     assert page_stack.talker.value("talker_chat_turns_total", input="audio", outcome="completed") == completed + 1
+
+
+def test_chat_page_video_answer_plays_the_talking_head(page: Page, page_stack: ChatStack) -> None:
+    page.check("#chat-video")
+    page.fill("#chat-text", "Show yourself.")
+    page.click("#chat-send")
+    # The sentences' fragmented MP4s go into one MediaSource and play (its clock runs).
+    page.wait_for_function(
+        "(() => { const v = document.querySelector('#chat-player'); return !v.paused && v.currentTime > 0.2; })()",
+        timeout=30_000)
+    state = wait_turn_end(page)
+    page.wait_for_function("document.querySelector('#chat').dataset.videoDone === 'true'", timeout=20_000)
+    video = page.eval_on_selector(
+        "#chat-player", "v => ({duration: v.duration, width: v.videoWidth, error: v.error && v.error.code})")
+    assert state["outcome"] == "completed" and int(panel(page)["videoBytes"]) > 20_000, state
+    assert video["error"] is None and video["width"] == 256 and 3.0 < video["duration"] < 20.0, video
+    assert state.get("audioBytes") == "0"  # the answer's sound came inside the video, not as PCM
+    assert page.locator("#error").is_hidden()

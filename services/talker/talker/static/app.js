@@ -207,6 +207,7 @@ const chat = {
   bubbles: null,       // {user, reply} of the turn now answering
   audio: null, nextAt: 0, turnFirstAt: null, carry: null, sources: new Set(),
   recorder: null,
+  video: null,         // {source, buffer, queue, ended, bytes}: the MediaSource of the turn now answering (output video)
 };
 
 function chatData(values) { Object.assign($("chat").dataset, values); }
@@ -214,8 +215,10 @@ function chatData(values) { Object.assign($("chat").dataset, values); }
 function chatUrl() { return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/chat/ws`; }
 
 function chatConfig() {
-  const message = { type: "config", output: "audio", emotion: $("emotion").value || "neutral" };
+  const message = { type: "config", output: $("chat-video").checked ? "video" : "audio",
+                    emotion: $("emotion").value || "neutral" };
   if ($("voice").value) message.voice = $("voice").value;
+  if ($("avatar").value) message.avatar = $("avatar").value;
   if (chat.sessionId) message.session_id = chat.sessionId;  // a reconnect keeps the conversation's history
   return message;
 }
@@ -282,6 +285,7 @@ function beginUserTurn(userText) {
   chat.carry = null;
   chat.awaiting = true;
   chat.media = null;
+  if (chat.video) { chat.video = null; $("chat-player").pause(); }
   chat.bubbles = { user: chatBubble("user", userText), reply: null };
   showError("");
   $("chat-info").textContent = "";
@@ -305,6 +309,7 @@ function chatEvent(event) {
       chat.turn = event.turn;
       chat.media = null;
       chat.turnFirstAt = null;
+      chat.video = null;
       if (!chat.bubbles) chat.bubbles = { user: chatBubble("user", ""), reply: null };
       chat.bubbles.reply = chatBubble("reply", "");
       chat.bubbles.reply.dataset.turn = String(event.turn);
@@ -347,6 +352,10 @@ function chatTurnEnd(event) {
     audioState: chat.audio ? chat.audio.state : "none",
   });
   if (chat.bubbles && chat.bubbles.reply) chat.bubbles.reply.dataset.done = "true";
+  if (chat.video) {
+    chat.video.ended = true;
+    chatVideoPump(chat.video);
+  }
   chat.media = null;
   chat.bubbles = null;
   const t = event.timings || {};
@@ -357,9 +366,50 @@ function chatTurnEnd(event) {
 }
 
 // Binary frames: 16-bit little-endian mono PCM, any length (an odd byte waits for the next frame).
+// output "video": every sentence is a fragmented MP4 (its own init segment); one SourceBuffer in "sequence" mode
+// takes them all, appended one after the other.
+function chatVideoPump(video) {
+  if (!video.buffer || video.buffer.updating) return;
+  if (video.queue.length) {
+    video.buffer.appendBuffer(video.queue.shift());
+  } else if (video.ended && video.source.readyState === "open") {
+    video.source.endOfStream();
+    chatData({ videoDone: "true" });
+  }
+}
+
+function chatVideo(media) {
+  if (chat.video) return chat.video;
+  const player = $("chat-player");
+  const video = { source: new MediaSource(), buffer: null, queue: [], ended: false, bytes: 0 };
+  chat.video = video;
+  player.hidden = false;
+  if (player.src) URL.revokeObjectURL(player.src);
+  player.src = URL.createObjectURL(video.source);
+  video.source.addEventListener("sourceopen", () => {
+    video.buffer = video.source.addSourceBuffer(media.mime_type);
+    video.buffer.mode = "sequence";
+    video.buffer.addEventListener("updateend", () => chatVideoPump(video));
+    video.buffer.addEventListener("error", () => showError("the browser could not decode the answer's video"));
+    chatVideoPump(video);
+  }, { once: true });
+  player.play().catch(() => { /* autoplay may be blocked; the controls still work */ });
+  chatData({ videoBytes: "0", videoDone: "false" });
+  return video;
+}
+
 function chatMedia(data) {
   const media = chat.media;
-  if (chat.awaiting || !media || media.kind !== "audio" || media.turn !== chat.turn) return;
+  if (chat.awaiting || !media || media.turn !== chat.turn) return;
+  if (media.kind === "video") {
+    const video = chatVideo(media);
+    video.queue.push(data);
+    video.bytes += data.byteLength;
+    chatData({ videoBytes: String(video.bytes) });
+    chatVideoPump(video);
+    return;
+  }
+  if (media.kind !== "audio") return;
   let bytes = new Uint8Array(data);
   if (chat.carry) {
     const joined = new Uint8Array(chat.carry.length + bytes.length);
@@ -465,7 +515,7 @@ $("chat-send").addEventListener("click", chatSend);
 $("chat-text").addEventListener("keydown", (event) => { if (event.key === "Enter") { event.preventDefault(); chatSend(); } });
 $("chat-mic").addEventListener("click", chatMic);
 // A new voice or emotion applies to the next answer; a new key needs a new connection.
-["voice", "emotion"].forEach((id) => $(id).addEventListener("change", () => {
+["voice", "emotion", "avatar", "chat-video"].forEach((id) => $(id).addEventListener("change", () => {
   if (chat.ws && chat.ws.readyState === WebSocket.OPEN) chat.ws.send(JSON.stringify(chatConfig()));
 }));
 
