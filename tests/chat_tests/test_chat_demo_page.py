@@ -154,3 +154,19 @@ def test_chat_page_video_answer_plays_the_talking_head(page: Page, page_stack: C
     assert video["error"] is None and video["width"] == 256 and 3.0 < video["duration"] < 20.0, video
     assert state.get("audioBytes") == "0"  # the answer's sound came inside the video, not as PCM
     assert page.locator("#error").is_hidden()
+
+
+def test_chat_page_new_message_cuts_the_answer_still_playing(page: Page, page_stack: ChatStack) -> None:
+    cancelled = page_stack.talker.value("talker_chat_turns_total", input="text", outcome="cancelled")
+    page.fill("#chat-text", "Tell me a long story.")
+    page.press("#chat-text", "Enter")
+    page.wait_for_function("Number(document.querySelector('#chat').dataset.audioBytes) > 0", timeout=15_000)
+    page.fill("#chat-text", "Stop, a shorter one.")
+    page.press("#chat-text", "Enter")
+    page.wait_for_selector("#chat-log li.reply[data-turn='2'][data-done='true']", timeout=40_000)
+    first = page.locator("#chat-log li.reply[data-turn='1']")
+    # The first answer was cut: never finished on the page, its text stops where the barge-in came.
+    assert first.get_attribute("data-done") is None and len(first.inner_text()) < len(REPLY)
+    assert last_reply(page) == REPLY and panel(page)["outcome"] == "completed"
+    assert page.locator("#chat-log li.user").all_inner_texts() == ["Tell me a long story.", "Stop, a shorter one."]
+    assert page_stack.talker.value("talker_chat_turns_total", input="text", outcome="cancelled") == cancelled + 1
