@@ -14,7 +14,7 @@ import openai
 import pytest
 from llm_standin.server import DEFAULT_SCRIPT, OWNED_BY, LLMStandin, read_reply_file, tokenize
 
-from stack.procs import ManagedProcess, free_port, wait_http
+from stack.procs import ManagedProcess, free_port, poll_until, wait_http
 
 Start = Callable[..., LLMStandin]
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,5 +123,10 @@ def test_standin_runs_as_a_program_labelled_stand_in_with_env_settings(tmp_path:
         response = httpx.post(f"{base}/v1/chat/completions", json={"model": "standin-chat", "messages": HELLO},
                               headers={"Authorization": "Bearer sk-env-key"})
         assert response.status_code == 500  # LLM_STANDIN_FAULT applies to every request
-        log = proc.log_path.read_text()
+        # The request's log line is written after the answer went out: wait for it.
+        def logged() -> str | None:
+            text = proc.log_path.read_text()
+            return text if "status=500" in text else None
+
+        log = poll_until(logged, timeout=10, what="the stand-in's request log line")
     assert "STAND-IN" in log and "status=500" in log and "sk-env-key" not in log

@@ -139,7 +139,10 @@ def access_line(talker: TalkerServer, request_id: str) -> dict[str, Any] | None:
 
 def test_openai_stream_past_the_request_deadline_is_cut_and_frees_its_slot(faults: TalkerServer) -> None:
     talker = faults
-    # Piper at half speed: over a minute of speech, which takes this CPU longer than the 3 s deadline.
+    # Piper at half speed: over a minute of speech. Alone that takes this CPU about as long as the 3 s deadline
+    # (a quiet box finished it in time once), so 2 s of injected latency first: the body starts after it and
+    # the deadline falls while Piper is still producing.
+    talker.set_faults(extra_latency_ms=2000)
     text = " ".join(["Every check is green and the deployment finished without a single error."] * 6)
     timeouts = talker.value("talker_streams_ended_total", kind="audio", outcome="timeout")
     received = 0
