@@ -324,6 +324,19 @@ def test_relay_alert_view_fields_defaults_and_caps():
     assert bare.instance == "-"
 
 
+def test_relay_alert_view_blank_labels_take_the_defaults_and_the_title_names_no_blank():
+    """A label that is only whitespace or control characters cleans to nothing: it is no name (found by the
+    poison fuzz: alertname " " gave the title "[告警 1 条] " and an empty name)."""
+    body = real_payload("firing")
+    alert = body["alerts"][0]
+    alert["labels"] = {"alertname": " \t", "severity": "\u200b", "instance": "\n", "job": "node"}
+    body["alerts"] = [alert, {**alert, "labels": {"alertname": "\x00", "instance": " ", "job": "\u202e"}}]
+    first, second = renderer().views(WebhookPayload.model_validate(body))
+    assert (first.name, first.severity, first.instance) == ("(无名告警)", "none", "node")
+    assert (second.name, second.severity, second.instance) == ("(无名告警)", "none", "-")
+    assert renderer().render_alerts(target(), [first, second]).title == "[告警 2 条] (无名告警)"
+
+
 def test_relay_alert_view_that_cannot_be_built_is_a_placeholder_not_an_error(caplog: pytest.LogCaptureFixture):
     # Unreachable through validation today; model_construct stands for a future bug in building a view.
     broken = WebhookAlert.model_construct(status="resolved", labels=None, annotations={}, generatorURL="",

@@ -137,10 +137,13 @@ def alert_view(alert: WebhookAlert, external_url: str, tz: ZoneInfo) -> AlertVie
     try:
         labels, annotations = alert.labels, alert.annotations
         return AlertView(
-            name=md_text(labels.get("alertname") or "(无名告警)", 120),
+            # A label that is blank once cleaned (spaces, control characters) is no name: the default stands in.
+            name=md_text(labels.get("alertname", ""), 120) or "(无名告警)",
             status=alert.status,
-            severity=md_text(labels.get("severity") or "none", 40),
-            instance=md_text(labels.get("instance") or labels.get("job") or UNRENDERABLE, MAX_FIELD_CHARS),
+            severity=md_text(labels.get("severity", ""), 40) or "none",
+            instance=md_text(labels.get("instance", ""), MAX_FIELD_CHARS)
+            or md_text(labels.get("job", ""), MAX_FIELD_CHARS)
+            or UNRENDERABLE,
             summary=md_text(annotations.get("summary", ""), MAX_FIELD_CHARS),
             description=md_text(annotations.get("description", "")),
             starts_at=format_time(alert.startsAt, tz) or UNRENDERABLE,
