@@ -44,6 +44,17 @@ def access_line(talker: TalkerServer, request_id: str) -> dict[str, Any] | None:
     return None
 
 
+def warm_thread_count(talker: TalkerServer, body: dict[str, Any]) -> int:
+    """The server's thread count once a short stream of the same kind has run and the server is idle again.
+
+    Pools start their threads on first use and keep them; without this warm-up a test that runs alone (not
+    after others in this file) would count those as threads the stream under test left behind."""
+    assert httpx.post(f"{talker.url}{SPEECH}", json={**body, "input": "Warm up."}, headers=AUTH,
+                      timeout=30).status_code == 200
+    poll_until(lambda: idle(talker), timeout=10, what="an idle server")
+    return thread_count(talker.proc.pid)
+
+
 def outcomes(talker: TalkerServer, outcome: str) -> float:
     return talker.value("talker_streams_ended_total", kind="audio", outcome=outcome)
 
@@ -94,11 +105,7 @@ def test_client_that_hangs_up_stops_the_stream_within_half_a_second(secured: Tal
                                                                      text: str) -> None:
     talker = secured
     body = {"model": model, "voice": "alloy", "response_format": fmt}
-    # A short stream of the same kind first, so threads that pools start once (and keep) already exist.
-    assert httpx.post(f"{talker.url}{SPEECH}", json={**body, "input": "Warm up."}, headers=AUTH,
-                      timeout=30).status_code == 200
-    poll_until(lambda: idle(talker), timeout=10, what="an idle server")
-    threads = thread_count(talker.proc.pid)
+    threads = warm_thread_count(talker, body)
     files = set(talker.tmpdir.iterdir())
     closed_before = outcomes(talker, "client_closed")
     request_id = f"hang-up-{model}-{fmt}"
@@ -148,11 +155,10 @@ def test_overload_is_429_before_any_byte(secured: TalkerServer) -> None:
 
 def test_client_that_stops_reading_is_cut_after_the_write_timeout(secured: TalkerServer) -> None:
     talker = secured
-    poll_until(lambda: idle(talker), timeout=10, what="an idle server")
-    threads = thread_count(talker.proc.pid)
+    body = {"model": "espeak", "voice": "alloy", "response_format": "pcm"}
+    threads = warm_thread_count(talker, body)
     slow_before = outcomes(talker, "slow_reader")
-    stream = RawStream(talker.url, SPEECH, {"model": "espeak", "voice": "alloy", "input": LONG_TEXT,
-                                            "response_format": "pcm"}, headers=AUTH)
+    stream = RawStream(talker.url, SPEECH, {**body, "input": LONG_TEXT}, headers=AUTH)
     try:
         assert stream.status == 200
         started = time.monotonic()
