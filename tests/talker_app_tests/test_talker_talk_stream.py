@@ -237,6 +237,25 @@ def test_talker_talk_stream_audio_limit(server: TalkerServer, tmp_path: Path) ->
     assert server.value("talker_audio_truncated_total", route=ROUTE) == truncated_before + 1
 
 
+def test_talker_talk_audio_limit_cuts_the_whole_video_too(server: TalkerServer, tmp_path: Path) -> None:
+    """POST /v1/talk (one MP4, not streamed) obeys TALKER_MAX_AUDIO_SECONDS as the stream does (issue 9):
+    a text that is longer only once spoken ends at the limit, a complete video, said and counted."""
+    truncated_before = server.value("talker_audio_truncated_total", route="/v1/talk")
+    # About 150 s of speech. Commas: espeak-ng drops what is past 300 words of one clause (its N_CLAUSE_WORDS),
+    # so 40 numbers without them say only about 72 s when synthesized whole.
+    numbers = ", ".join(str(1234567 + 1111 * i) for i in range(40))
+    response = httpx.post(f"{server.url}/v1/talk", json={"text": numbers}, timeout=60)
+    assert response.status_code == 200, response.text
+    assert response.headers.get("x-audio-truncated") == "true"
+    assert MAX_AUDIO_S - 0.05 <= float(response.headers["x-audio-seconds"]) <= MAX_AUDIO_S
+    path = tmp_path / "cut.mp4"
+    path.write_bytes(response.content)
+    frames = len(decode_frames(str(path), 256))
+    assert MAX_AUDIO_S * 25 - 2 <= frames <= MAX_AUDIO_S * 25 + 1
+    assert int(response.headers["x-video-frames"]) == frames
+    assert server.value("talker_audio_truncated_total", route="/v1/talk") == truncated_before + 1
+
+
 def test_talker_talk_stream_bad_input_is_4xx_json(server: TalkerServer) -> None:
     for body, field in (({"text": STREAM_TEXT, "avatar": "nobody"}, "avatar"),
                         ({"text": STREAM_TEXT, "voice": "klingon"}, "voice"),
