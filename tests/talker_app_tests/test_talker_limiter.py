@@ -1,4 +1,5 @@
-"""The slot limiter on its own, with real threads: FIFO hand-over, 429/503/504 outcomes, slots freed.
+"""The slot limiter on its own, with real threads: FIFO hand-over, 429/503/504 outcomes, slots freed, and a
+slot held across several jobs (a chat turn).
 
 Standard library only (no pytest import), so the same module also runs as a script under every Python
 the service may meet: `python3.12 tests/talker_app_tests/test_talker_limiter.py` (PYTHONPATH=services/talker).
@@ -188,6 +189,89 @@ def test_talker_limiter_job_finishing_as_the_run_deadline_passes_returns_its_res
         assert await task == "done"
         assert not stop_events[0].is_set()
         await poll_async(lambda: limiter.active == 0, timeout=5, what="the slot to come back")
+        limiter.shutdown()
+
+    run(scenario())
+
+
+def test_talker_limiter_held_slot_runs_jobs_in_turn_and_goes_back_exactly_once() -> None:
+    async def scenario() -> None:
+        gauges: list[tuple[int, int]] = []
+        limiter = SynthesisLimiter(max_concurrency=1, max_queue=0, on_change=lambda a, w: gauges.append((a, w)))
+        slot = await limiter.hold(queue_timeout_s=1)
+        assert limiter.active == 1 and gauges[-1] == (1, 0)
+        threads: list[str] = []
+        for n in range(3):  # one job after another in the same slot, never refused, never queued
+            assert await slot.run(lambda stop, n=n: threads.append(threading.current_thread().name) or n,
+                                  timeout_s=5) == n
+            assert limiter.active == 1
+        assert all(name.startswith("talker-synth") for name in threads)
+        with raises(Overloaded):  # the held slot is taken for everyone else, between its jobs too
+            await limiter.run(lambda stop: None, timeout_s=1)
+        with raises(Overloaded):
+            await limiter.hold(queue_timeout_s=1)
+        slot.release()
+        slot.release()
+        await slot.close(wait_s=1)
+        assert (limiter.active, limiter.waiting) == (0, 0) and slot.returned
+        with raises(RuntimeError):
+            await slot.run(lambda stop: None, timeout_s=1)
+        assert await limiter.run(lambda stop: "free", timeout_s=1) == "free"
+        await poll_async(lambda: limiter.active == 0, timeout=5, what="the slot to come back")
+        assert min(active for active, _ in gauges) == 0  # never below zero: given back once
+        limiter.shutdown()
+
+    run(scenario())
+
+
+def test_talker_limiter_held_slot_released_mid_job_goes_back_when_the_thread_returns() -> None:
+    async def scenario() -> None:
+        limiter = SynthesisLimiter(max_concurrency=1, max_queue=1)
+        slot = await limiter.hold(queue_timeout_s=1)
+        started, finish = threading.Event(), threading.Event()
+        stops: list[threading.Event] = []
+
+        def job(stop: threading.Event) -> str:
+            stops.append(stop)
+            started.set()
+            finish.wait(5)
+            return "done"
+
+        task = asyncio.create_task(slot.run(job, timeout_s=10))
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        queued = asyncio.create_task(limiter.hold(queue_timeout_s=10))  # the next holder waits in the queue
+        await asyncio.sleep(0)
+        assert (limiter.active, limiter.waiting) == (1, 1)
+        task.cancel()  # the turn is cancelled (barge-in): its job is told to stop...
+        with raises(asyncio.CancelledError):
+            await task
+        assert stops[0].is_set()
+        await slot.close(wait_s=0.05)  # ...and released, but its thread has not returned yet
+        assert slot.released and not slot.returned
+        assert (limiter.active, limiter.waiting) == (1, 1)
+        finish.set()
+        nxt = await asyncio.wait_for(queued, 5)  # handed over once the thread returned
+        assert slot.returned and (limiter.active, limiter.waiting) == (1, 0)
+        nxt.release()
+        assert (limiter.active, limiter.waiting) == (0, 0)
+        limiter.shutdown()
+
+    run(scenario())
+
+
+def test_talker_limiter_held_slot_queue_deadline_and_run_deadline() -> None:
+    async def scenario() -> None:
+        limiter = SynthesisLimiter(max_concurrency=1, max_queue=1)
+        slot = await limiter.hold(queue_timeout_s=1)
+        with raises(QueueTimeout):
+            await limiter.hold(queue_timeout_s=0.05)
+        assert limiter.waiting == 0
+        with raises(RunTimeout):  # a job in a held slot still has its own deadline, and is stopped at it
+            await slot.run(lambda stop: stop.wait(5), timeout_s=0.05)
+        assert await slot.run(lambda stop: "after", timeout_s=5) == "after"  # waits for the stopped thread
+        await slot.close(wait_s=5)
+        assert slot.returned and limiter.active == 0
         limiter.shutdown()
 
     run(scenario())

@@ -10,9 +10,17 @@ app, reached through `TalkerService.chat`) owns the turn:
 
 `out` (TurnOutput) takes events (dicts) and media (bytes). The answer is pipelined: each LLM delta is sent as a
 `reply_delta` at once and fed to the sentence cutter; a speaker task turns each finished sentence into a
-speech stream (TalkerService.speech_stream: a synthesis slot while it produces, 429-equivalent refusal when
-slots and queue are full) while the LLM goes on. Cancelling `answer` (barge-in) closes the LLM's HTTP stream
-and the speech stream; nothing more is emitted for that turn.
+speech stream (TalkerService.speech_stream) while the LLM goes on. Cancelling `answer` (barge-in) closes the
+LLM's HTTP stream and the speech stream; nothing more is emitted for that turn.
+
+Slots: a turn takes ONE synthesis slot (TalkerService.hold_slot) after admission and before the LLM is asked,
+and every sentence's stream runs in it; it is released when the turn ends (turn_end, barge-in, an error, the
+client gone), exactly once. So the limiter counts producing turns: a full limiter refuses a turn up front
+(429 event, no LLM tokens spent, nothing said), never between two sentences of an answer. Taken at the start
+rather than at the first sentence because a turn refused after its first reply_delta would be refused
+mid-answer, with the LLM's tokens already paid for; the price is a slot idle while the LLM thinks (bounded by
+TALKER_LLM_TIMEOUT_S). Spoken input is recognised before the answer takes its slot (pocketsphinx recognises one
+utterance at a time anyway), so the user sees what was heard even when the answer is refused.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from talker.asr import AsrError, SpeechToText
 from talker.audio_formats import PCM_RATE
 from talker.audio_input import AudioInputError, InputFormat, InputLimits
 from talker.chat_sessions import ChatSession, ChatSessionStore
+from talker.limiter import HeldSlot
 from talker.llm import LLMClient, LLMConfig, LLMError
 from talker.metrics import CHAT_INPUTS, CHAT_TURN_OUTCOMES, TalkerMetrics
 from talker.refusals import Refusal, RefusalKind
@@ -47,6 +56,9 @@ OUTPUTS: tuple[str, ...] = ("audio", "video")
 # How audio media is sent: raw PCM, as OpenAI's `pcm` response format (audio_formats.PcmEncoder).
 # Video: fragmented MP4 (H.264 + AAC), one per sentence; `mime_type` is what MSE's addSourceBuffer needs.
 VIDEO_MEDIA: dict[str, Any] = {"type": "media", "kind": "video", "format": "fmp4", "mime_type": FMP4_MIME_TYPE}
+# A barge-in's stopped sentence returns its thread within one unit of synthesis; the turn waits at most this
+# for it before it ends, so the next turn (often the same user's) finds the slot free rather than refused.
+SLOT_DRAIN_S = 2.0
 AUDIO_MEDIA: dict[str, Any] = {"type": "media", "kind": "audio", "format": "pcm_s16le", "sample_rate": PCM_RATE,
                                "channels": 1}
 
@@ -151,19 +163,40 @@ class Conversation:
 
         CancelledError (barge-in) propagates after the LLM and speech streams are closed; the turn is
         then counted as cancelled and nothing more is sent."""
-        outcome = "completed"
         try:
             self._service.admit()  # the error_rate fault's pick, engines loaded: before any LLM request
+            slot = await self._service.hold_slot()  # one slot for the whole answer, or 429/503 now
         except Refusal as exc:
             self.count_turn(source, "refused")
             await out.refused(exc)
             timings.total = time.perf_counter() - timings.ended_at
             await out.event({"type": "turn_end", "outcome": "refused", "timings": timings.as_dict()})
             return "refused"
+        except asyncio.CancelledError:  # barge-in or the client left while the turn waited for a slot
+            self.count_turn(source, "cancelled")
+            raise
+        try:
+            outcome = await self._answer_in_slot(session, text, options, out, slot, source=source,
+                                                 timings=timings)
+        finally:
+            # Every way out (done, barge-in, error, the client gone) releases the slot, exactly once (HeldSlot),
+            # and waits briefly for a stopped sentence's thread, so the next turn finds it free. Before
+            # turn_end is sent: a client that has turn_end can start the next turn at once.
+            await slot.close(SLOT_DRAIN_S)
+        if outcome == "cancelled":  # the client is gone: nothing more to send
+            return outcome
+        timings.total = time.perf_counter() - timings.ended_at
+        await out.event({"type": "turn_end", "outcome": outcome, "timings": timings.as_dict()})
+        return outcome
+
+    async def _answer_in_slot(self, session: ChatSession, text: str, options: TurnOptions, out: TurnOutput,
+                              slot: HeldSlot, *, source: str, timings: TurnTimings) -> str:
+        """The answer in its held slot: LLM -> sentences -> speech, and the error events. The outcome."""
+        outcome = "completed"
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
         reply = self.llm.stream(session.conversation(text))
         writer = asyncio.ensure_future(self._write(reply, sentences, out))
-        speaker = asyncio.ensure_future(self._speak(sentences, options, out, timings))
+        speaker = asyncio.ensure_future(self._speak(sentences, options, out, timings, slot))
         try:
             done, _ = await asyncio.wait({writer, speaker}, return_when=asyncio.FIRST_EXCEPTION)
             failed = next((task for task in (writer, speaker) if task in done and task.exception()), None)
@@ -199,8 +232,6 @@ class Conversation:
             if result.duration_s and self._service.record_metrics:
                 self._metrics.observe_stage("llm", result.duration_s)
             self.count_turn(source, outcome)
-        timings.total = time.perf_counter() - timings.ended_at
-        await out.event({"type": "turn_end", "outcome": outcome, "timings": timings.as_dict()})
         return outcome
 
     async def answer_spoken(self, session: ChatSession, data: bytes, fmt: InputFormat, options: TurnOptions,
@@ -248,7 +279,7 @@ class Conversation:
             sentences.put_nowait(None)
 
     async def _speak(self, sentences: asyncio.Queue[str | None], options: TurnOptions, out: TurnOutput,
-                     timings: TurnTimings) -> None:
+                     timings: TurnTimings, slot: HeldSlot) -> None:
         """Each sentence through streaming TTS (or talking-head video), in order, sent as it is made.
 
         Audio: one `media` event, then raw PCM of every sentence back to back. Video: each sentence is one
@@ -260,9 +291,9 @@ class Conversation:
                                                emotion=options.emotion, speed=1.0,
                                                avatar=options.avatar if video else None)
             if video:
-                stream: OpenStream[Any] = await self._service.talk_stream(req, route=CHAT_ROUTE)
+                stream: OpenStream[Any] = await self._service.talk_stream(req, route=CHAT_ROUTE, slot=slot)
             else:
-                stream = await self._service.speech_stream(req, "pcm", route=CHAT_ROUTE)
+                stream = await self._service.speech_stream(req, "pcm", route=CHAT_ROUTE, slot=slot)
             outcome = "client_closed"
             try:
                 if timings.tts_first_audio is None:

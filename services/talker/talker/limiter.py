@@ -7,6 +7,10 @@ are refused at once (429). A request that outlives its deadline is answered 503 
 504 (running); a running job is told to stop through its stop event and gives its slot back when
 its thread returns, so a timed-out job never keeps the next request waiting for long.
 All bookkeeping happens on the event-loop thread, so it needs no locks.
+
+A caller that produces in several jobs one after the other (a chat turn: one speech stream per sentence)
+holds one slot across them with `hold()` -> HeldSlot, so it is refused (or queued) once, up front, and
+never between its jobs; the slot goes back once it is released and its last job's thread has returned.
 """
 
 from __future__ import annotations
@@ -68,19 +72,32 @@ class SynthesisLimiter:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         await self._acquire(deadline)
+        return await self._execute(job, deadline, self._release)
+
+    async def hold(self, queue_timeout_s: float) -> HeldSlot:
+        """One slot for several jobs in a row (HeldSlot.run), until HeldSlot.release(). Waits in the queue like
+        run() and raises Overloaded or QueueTimeout the same way; nothing is refused once the slot is held."""
+        loop = asyncio.get_running_loop()
+        await self._acquire(loop.time() + queue_timeout_s)
+        return HeldSlot(self)
+
+    async def _execute(self, job: Job[T], deadline: float, thread_done: Callable[[], None]) -> T:
+        """Run job(stop_event) in the executor (a slot is already held); thread_done() is called on the loop
+        once the job's thread has returned (or the job could not be submitted)."""
+        loop = asyncio.get_running_loop()
         stop = threading.Event()
         started = time.monotonic()
         try:
             worker: Future[T] = self._executor.submit(job, stop)
         except BaseException:
-            self._release()
+            thread_done()
             raise
 
         def job_finished(_: Future[T]) -> None:
             # The slot is freed when the thread is really done, not when the client gave up.
             self._avg_job_s = 0.8 * self._avg_job_s + 0.2 * (time.monotonic() - started)
             with contextlib.suppress(RuntimeError):  # loop already closed at shutdown
-                loop.call_soon_threadsafe(self._release)
+                loop.call_soon_threadsafe(thread_done)
 
         worker.add_done_callback(job_finished)
         result = asyncio.wrap_future(worker, loop=loop)
@@ -152,6 +169,61 @@ class SynthesisLimiter:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class HeldSlot:
+    """A slot held across several jobs, run one at a time (SynthesisLimiter.hold).
+
+    release() is idempotent; the slot returns to the limiter exactly once, when it has been released and
+    no job of it is still in its thread (so the executor never runs more jobs than there are slots)."""
+
+    def __init__(self, limiter: SynthesisLimiter) -> None:
+        self._limiter = limiter
+        self._running = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.released = False  # the holder let go
+        self.returned = False  # the slot is back in the limiter
+
+    async def run(self, job: Job[T], timeout_s: float) -> T:
+        """Run job(stop_event) in this slot after the previous job's thread has returned; RunTimeout past
+        timeout_s (the job is told to stop). Never Overloaded: the slot is already held."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self._running:  # one job at a time: the previous one's thread may still be returning
+            await self._idle.wait()
+        if self.released:
+            raise RuntimeError("the slot has been released")
+        self._running += 1
+        self._idle.clear()
+        return await self._limiter._execute(job, deadline, self._job_done)
+
+    def _job_done(self) -> None:
+        self._running -= 1
+        if self._running == 0:
+            self._idle.set()
+            if self.released:
+                self._give_back()
+
+    def release(self) -> None:
+        """Let go (idempotent); the slot goes back now, or when the running job's thread returns."""
+        if self.released:
+            return
+        self.released = True
+        if self._running == 0:
+            self._give_back()
+
+    async def close(self, wait_s: float) -> None:
+        """release(), then wait (at most wait_s) until the slot is really back, i.e. a stopped job's thread
+        has returned: the next holder then finds it free instead of being refused."""
+        self.release()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), wait_s)
+
+    def _give_back(self) -> None:
+        if not self.returned:
+            self.returned = True
+            self._limiter._release()
 
 
 def _consume_exception(future: asyncio.Future[object]) -> None:

@@ -126,7 +126,7 @@ class TalkerMetrics:
             "talker_concurrency_limit", "Synthesis slots (TALKER_MAX_CONCURRENCY).", registry=r
         )
         self.active_sessions = Gauge(
-            "talker_active_sessions", "Synthesis/rendering jobs holding a slot now.", registry=r
+            "talker_active_sessions", "Synthesis/rendering jobs and chat turns holding a slot now.", registry=r
         )
 
         self.stage_duration = Histogram(

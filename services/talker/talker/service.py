@@ -34,7 +34,7 @@ from talker.engine_contract import (
     VoiceInfo,
 )
 from talker.faults import FaultConfig, FaultInjector
-from talker.limiter import Job, Overloaded, QueueTimeout, RunTimeout, SynthesisLimiter
+from talker.limiter import HeldSlot, Job, Overloaded, QueueTimeout, RunTimeout, SynthesisLimiter
 from talker.metrics import FAULT_KINDS, RejectReason, TalkerMetrics
 from talker.refusals import Refusal, RefusalKind
 from talker.settings import Settings
@@ -272,11 +272,19 @@ class TalkerService:
         self._count(out.engine, out.characters, out.audio_seconds, out.timings, frames=out.frames)
         return out
 
-    async def speech_stream(self, req: SpeechRequest, fmt: str, *, route: str, sse: bool = False
-                            ) -> OpenStream[SpeechStream]:
+    async def hold_slot(self) -> HeldSlot:
+        """One synthesis slot for a chat turn's jobs (its sentences' streams, `slot=`), taken once up front:
+        queued like a request, refused (Refusal 429, or 503 past the queue deadline) before anything is made,
+        never between sentences. The caller releases it (HeldSlot.close) when the turn ends, however it ends."""
+        with _refusals():
+            return await self._limiter.hold(self._settings.request_timeout_s)
+
+    async def speech_stream(self, req: SpeechRequest, fmt: str, *, route: str, sse: bool = False,
+                            slot: HeldSlot | None = None) -> OpenStream[SpeechStream]:
         """Speech encoded as `fmt` (audio_formats.FORMATS), streamed as it is synthesized.
 
-        With sse, the audio travels in OpenAI's `speech.audio.delta` events, then `speech.audio.done`."""
+        With sse, the audio travels in OpenAI's `speech.audio.delta` events, then `speech.audio.done`. With
+        `slot` it runs in that held slot (never refused for want of one), else it takes a slot of its own."""
         spec = StreamSpec(
             kind="audio", route=route, engine=self._pipeline.engine_of(req.voice),
             media_type="text/event-stream" if sse else MEDIA_TYPES[fmt],
@@ -302,10 +310,12 @@ class TalkerService:
             return speech
 
         with _refusals():
-            return await self._open_stream(spec, produce, on_end=self._count_stream)
+            return await self._open_stream(spec, produce, on_end=self._count_stream, slot=slot)
 
-    async def talk_stream(self, req: SpeechRequest, *, route: str) -> OpenStream[TalkStream]:
-        """A talking-head video as fragmented MP4 (stream_encode.MIME_TYPE), sent as it is rendered.
+    async def talk_stream(self, req: SpeechRequest, *, route: str, slot: HeldSlot | None = None
+                          ) -> OpenStream[TalkStream]:
+        """A talking-head video as fragmented MP4 (stream_encode.MIME_TYPE), sent as it is rendered (in `slot`
+        when given, as speech_stream).
 
         The init segment waits for the first media segment, so the stream's first bytes (and
         talker_time_to_first_frame_seconds) are the first video frames, not just the codec header."""
@@ -334,7 +344,7 @@ class TalkerService:
             return talk
 
         with _refusals():
-            return await self._open_stream(spec, produce, on_end=self._count_talk_stream)
+            return await self._open_stream(spec, produce, on_end=self._count_talk_stream, slot=slot)
 
     def _count_talk_stream(self, stream: OpenStream[TalkStream]) -> None:
         talk = stream.result()
@@ -345,12 +355,16 @@ class TalkerService:
             self.count_truncated(stream.spec.route)
 
     async def _open_stream(self, spec: StreamSpec, produce: Produce[Any],
-                           on_end: Callable[[OpenStream[Any]], None] = lambda _: None) -> OpenStream[Any]:
-        """Run produce(sink, stop) in a slot and return the stream once its first bytes exist (streaming.py).
-
-        Raises like the other jobs (Overloaded, QueueTimeout, RunTimeout, ...) while no byte exists yet."""
+                           on_end: Callable[[OpenStream[Any]], None] = lambda _: None,
+                           slot: HeldSlot | None = None) -> OpenStream[Any]:
+        """Run produce(sink, stop) in a slot (its own, or `slot`) and return the stream once its first bytes
+        exist (streaming.py). Raises like the other jobs (Overloaded, QueueTimeout, RunTimeout, ...) while no
+        byte exists yet; in a held slot only RunTimeout and the engine's own errors."""
         metrics = self._metrics if self.record_metrics else None
-        return await open_stream(spec, produce, self._run, metrics, on_end)
+        if slot is None:
+            return await open_stream(spec, produce, self._run, metrics, on_end)
+        timeout_s = self._settings.request_timeout_s
+        return await open_stream(spec, produce, lambda job: slot.run(job, timeout_s), metrics, on_end)
 
     def _count_stream(self, stream: OpenStream[SpeechStream]) -> None:
         speech = stream.result()
