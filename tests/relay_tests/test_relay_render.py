@@ -329,11 +329,13 @@ def test_relay_alert_view_blank_labels_take_the_defaults_and_the_title_names_no_
     poison fuzz: alertname " " gave the title "[告警 1 条] " and an empty name)."""
     body = real_payload("firing")
     alert = body["alerts"][0]
-    alert["labels"] = {"alertname": " \t", "severity": "\u200b", "instance": "\n", "job": "node"}
-    body["alerts"] = [alert, {**alert, "labels": {"alertname": "\x00", "instance": " ", "job": "\u202e"}}]
-    first, second = renderer().views(WebhookPayload.model_validate(body))
-    assert (first.name, first.severity, first.instance) == ("(无名告警)", "none", "node")
+    alert["labels"] = {"alertname": " \t", "severity": "\u200b", "instance": "\n", "job": "j" * 400}
+    body["alerts"] = [alert, {**alert, "labels": {"alertname": "\x00", "instance": " ", "job": "\u202e"}},
+                      {**alert, "labels": {}}]
+    first, second, bare = renderer().views(WebhookPayload.model_validate(body))
+    assert (first.name, first.severity, first.instance) == ("(无名告警)", "none", "j" * 299 + "…")
     assert (second.name, second.severity, second.instance) == ("(无名告警)", "none", "-")
+    assert (bare.name, bare.severity, bare.instance) == ("(无名告警)", "none", "-")  # no label at all
     assert renderer().render_alerts(target(), [first, second]).title == "[告警 2 条] (无名告警)"
 
 
