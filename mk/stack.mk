@@ -15,7 +15,7 @@ up:
 	@python3 stack/init_env.py
 	$(COMPOSE) $(COMPOSE_FILES) up -d --wait
 
-## build: build talker, dingtalk-relay and the DingTalk stand-in images
+## build: build talker, dingtalk-relay and the DingTalk and LLM stand-in images
 build:
 	$(COMPOSE) $(COMPOSE_FILES) build
 

@@ -22,6 +22,7 @@ import argparse
 import os
 import secrets
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +110,28 @@ def ensure_secrets(secrets_dir: Path, legacy: dict[str, str]) -> list[tuple[Secr
     return created
 
 
+# The `llm` profile's server and the demo's LLM stand-in as talker reaches them (stack.defaults LISTENERS
+# "llm_server" and "llm"; this script runs before `make install`, without the package:
+# tests/stack_tests/test_stack_init_env.py checks they agree).
+LLM_PROFILE_URL = "http://llm:8080/v1"
+LLM_STANDIN_URL = "http://llm-standin:8091/v1"
+
+
+def llm_hints(values: Mapping[str, str]) -> list[str]:
+    """Reminders when COMPOSE_PROFILES and TALKER_LLM_BASE_URL disagree (compose cannot tie one to the other)."""
+    profile_on = "llm" in {part.strip() for part in values.get("COMPOSE_PROFILES", "").split(",")}
+    url = values.get("TALKER_LLM_BASE_URL", "").strip().rstrip("/")
+    if profile_on and url in ("", LLM_STANDIN_URL):
+        return ["COMPOSE_PROFILES has llm but TALKER_LLM_BASE_URL does not point at it: talker keeps asking the "
+                f"LLM stand-in (scripted replies). Set TALKER_LLM_BASE_URL={LLM_PROFILE_URL} in .env for the real "
+                "server."]
+    if not profile_on and url == LLM_PROFILE_URL:
+        return [f"TALKER_LLM_BASE_URL={LLM_PROFILE_URL} but COMPOSE_PROFILES has no llm: nothing answers there and "
+                f"every chat turn fails. Set TALKER_LLM_BASE_URL={LLM_STANDIN_URL} in .env for the LLM stand-in, "
+                "or add llm to COMPOSE_PROFILES."]
+    return []
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1])
@@ -128,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"created {secrets_dir / secret.name} ({origin}): {secret.what}")
         if origin.startswith("moved"):
             print(f"  remove {secret.legacy_env} from {env}: compose reads the file now")
+    # Compose lets the shell's variables win over .env's: so does this check.
+    settings = {**parse_env(env.read_text(encoding="utf-8")),
+                **{k: os.environ[k] for k in ("COMPOSE_PROFILES", "TALKER_LLM_BASE_URL") if k in os.environ}}
+    for hint in llm_hints(settings):
+        print(f"note: {hint}")
     return 0
 
 

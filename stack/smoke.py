@@ -4,6 +4,8 @@
    (the stand-in's inbox, or with real DingTalk the relay's sent counter) and the mailbox (Mailpit API).
 2. `--fault`: talker's fault injection makes real traffic fail; TalkerHighErrorRate must fire in Prometheus,
    reach Alertmanager and both channels, then resolve after the fault is cleared.
+3. `--fault` also runs the LLM drill (stack.llm_drill; `--no-llm-drill` skips it): chat turns on
+   /v1/chat/ws with injected LLM latency; TalkerLLMSlowFirstToken must fire, be delivered and resolve.
 
 Each hop's time is printed; on failure the failing hop and its evidence are, and the exit status is 1.
 URLs default to `make dev`'s ports; `--in-compose` uses the compose service names (run it on the compose
@@ -15,168 +17,35 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from stack.alertpath import (
-    DINGTALK_RESOLVED_MARK,
-    MAIL_RESOLVED_MARK,
-    Alertmanager,
-    DingTalkInbox,
-    MailApi,
-    Prometheus,
-)
+from stack.alertpath import DINGTALK_RESOLVED_MARK, MAIL_RESOLVED_MARK, Alertmanager, Prometheus
 from stack.api_key import ClientKey, client_key
-from stack.defaults import LISTENERS
-from stack.http_client import RequestFailed, get_text, request_json
-from stack.procs import poll_until
-from stack.prometheus_text import metric_sum, samples
+from stack.http_client import RequestFailed, request_json
+from stack.llm_drill import llm_alert
+from stack.smoke_hops import (
+    Channels,
+    Endpoints,
+    HopClock,
+    SmokeFailure,
+    alertmanager_evidence,
+    relay_evidence,
+    rule_evidence,
+    set_fault,
+    talker_replicas,
+    wait_hop,
+)
+
+__all__ = ["Endpoints", "SmokeFailure", "Traffic", "fault_alert", "llm_alert", "main", "set_fault",
+           "synthetic_alert", "talker_replicas"]
 
 FAULT_ALERT = "TalkerHighErrorRate"
-
-
-@dataclass
-class Endpoints:
-    """Where each hop answers: by default `make dev`'s ports on 127.0.0.1 (stack.defaults)."""
-
-    talker: str = LISTENERS["talker"].local_url()
-    talker_metrics: str = LISTENERS["talker_metrics"].local_url("/metrics")
-    prometheus: str = LISTENERS["prometheus"].local_url()
-    alertmanager: str = LISTENERS["alertmanager"].local_url()
-    relay: str = LISTENERS["relay"].local_url()
-    dingtalk: str = LISTENERS["dingtalk"].local_url()  # "" = real DingTalk: check the relay's sent counter instead
-    mailpit: str = LISTENERS["mail_http"].local_url()
-    admin_token: str = ""
-    api_key: ClientKey = field(default_factory=lambda: ClientKey("", ""))  # talker's /v1 bearer key, if any
-
-    @classmethod
-    def compose(cls) -> Endpoints:
-        """The same hops by their compose service names (run on the compose networks)."""
-        return cls(LISTENERS["talker"].compose_url(), LISTENERS["talker_metrics"].compose_url("/metrics"),
-                   LISTENERS["prometheus"].compose_url(), LISTENERS["alertmanager"].compose_url(),
-                   LISTENERS["relay"].compose_url(), LISTENERS["dingtalk"].compose_url(),
-                   LISTENERS["mail_http"].compose_url())
-
-
-class SmokeFailure(Exception):
-    def __init__(self, hop: str, evidence: str) -> None:
-        super().__init__(f"{hop}: {evidence}")
-        self.hop = hop
-        self.evidence = evidence
-
-
-@dataclass
-class HopClock:
-    """Seconds since the start for each hop reached, printed as they come."""
-
-    started: float = field(default_factory=time.monotonic)
-    hops: dict[str, float] = field(default_factory=dict)
-
-    def reached(self, hop: str) -> float:
-        elapsed = time.monotonic() - self.started
-        self.hops[hop] = elapsed
-        print(f"  ok  {hop:<46} {elapsed:7.2f} s", flush=True)
-        return elapsed
-
-
-def wait_hop(clock: HopClock, hop: str, check: Any, timeout: float, evidence: Any) -> Any:
-    try:
-        result = poll_until(check, timeout=timeout, interval=0.25, what=hop)
-    except TimeoutError as exc:
-        raise SmokeFailure(hop, f"{exc}\n{evidence()}") from None
-    clock.reached(hop)
-    return result
-
-
-# -- evidence ---------------------------------------------------------------------------------------
-def relay_evidence(ep: Endpoints) -> str:
-    try:
-        text = get_text(f"{ep.relay}/metrics")
-    except RequestFailed as exc:
-        return f"relay metrics unavailable: {exc}"
-    lines = [f"  notifications {s.labels} = {s.value:g}" for s in samples(text, "dingtalk_relay_notifications_total")]
-    lines += [f"  DingTalk errcode {s.labels.get('errcode')} ({s.labels.get('target')}) x{s.value:g}"
-              for s in samples(text, "dingtalk_relay_api_errors_total") if s.value]
-    lines += [f"  rate limited {s.value:g}" for s in samples(text, "dingtalk_relay_rate_limited_total") if s.value]
-    lines += [f"  refused {s.value:g} webhook(s) to /{s.labels.get('endpoint')}: bearer token "
-              f"{s.labels.get('reason')} (does Alertmanager's credentials_file hold the relay's "
-              "RELAY_WEBHOOK_TOKEN_FILE token?)"
-              for s in samples(text, "dingtalk_relay_webhook_auth_failures_total") if s.value]
-    return "relay says:\n" + ("\n".join(lines) or "  (no notifications recorded: did Alertmanager call it?)")
-
-
-def alertmanager_evidence(ep: Endpoints, integration: str) -> str:
-    try:
-        text = Alertmanager(ep.alertmanager).metrics()
-    except RequestFailed as exc:
-        return f"Alertmanager metrics unavailable: {exc}"
-    sent = metric_sum(text, "alertmanager_notifications_total", integration=integration)
-    failed = metric_sum(text, "alertmanager_notifications_failed_total", integration=integration)
-    return f"Alertmanager {integration} notifications: {sent:g} attempted, {failed:g} failed" + (
-        " (see Alertmanager's log for the SMTP/HTTP error)" if failed else "")
-
-
-def rule_evidence(ep: Endpoints, alertname: str) -> str:
-    prom = Prometheus(ep.prometheus)
-    try:
-        rule = prom.rule(alertname)
-        if rule is None:
-            return f"Prometheus has no alerting rule {alertname} (rules not loaded?)"
-        values = prom.query(rule["query"])
-        shown = ", ".join(f"{r['metric'].get('instance', '')}={r['value'][1]}" for r in values) or "no series"
-        health = prom.target_health("talker")
-        return (f"rule {alertname} state={rule.get('state')} health={rule.get('health')} "
-                f"lastError={rule.get('lastError') or '-'}\n  expr: {rule['query'].strip()}\n"
-                f"  current value: {shown}\n  talker scrape targets: {health or 'none'}")
-    except (RequestFailed, KeyError) as exc:
-        return f"Prometheus unavailable: {exc}"
-
-
-# -- channels ---------------------------------------------------------------------------------------
-class Channels:
-    """DingTalk + email, remembering what was there before so only new messages count."""
-
-    def __init__(self, ep: Endpoints) -> None:
-        self.ep = ep
-        self.mail = MailApi(ep.mailpit)
-        self.inbox = DingTalkInbox(ep.dingtalk) if ep.dingtalk else None
-        try:
-            self.mail_before = self.mail.ids()
-        except RequestFailed as exc:
-            raise SmokeFailure("email (Mailpit API) reachable", f"{exc} (is the mail sink running?)") from None
-        try:
-            self.inbox_before = len(self.inbox.messages()) if self.inbox else 0
-        except RequestFailed as exc:
-            raise SmokeFailure("DingTalk stand-in inbox reachable",
-                               f"{exc} (for real DingTalk pass --dingtalk '' / SMOKE_DINGTALK_URL=)") from None
-        self.sent_before = self._relay_sent()
-
-    def _relay_sent(self) -> float:
-        try:
-            return metric_sum(get_text(f"{self.ep.relay}/metrics"), "dingtalk_relay_notifications_total",
-                              outcome="sent")
-        except RequestFailed:
-            return 0.0
-
-    def dingtalk_has(self, *needles: str) -> bool:
-        if self.inbox is None:  # real DingTalk: all we can see is the relay's count of accepted sends
-            return self._relay_sent() > self.sent_before
-        return self.inbox.find(*needles, skip=self.inbox_before) is not None
-
-    def mail_has(self, *needles: str) -> bool:
-        return self.mail.find(*needles, exclude=self.mail_before) is not None
-
-    def dingtalk_name(self) -> str:
-        return "DingTalk (stand-in inbox)" if self.inbox else "DingTalk (relay sent counter)"
 
 
 # -- scenarios --------------------------------------------------------------------------------------
@@ -254,30 +123,6 @@ class Traffic:
         self._thread.join(timeout=15)
 
 
-def talker_replicas(url: str) -> list[str]:
-    """One base URL per address the talker host name resolves to: with `--scale talker=N` Docker's DNS
-    answers `talker` with every replica, and a fault set or cleared on one replica only would not be
-    the drill (nor cleared) on the others."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "", parts.port or 80
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise SmokeFailure("talker fault injection", f"cannot resolve {host}: {exc}") from None
-    addresses = sorted({info[4][0] for info in infos})
-    return [urlunsplit(parts._replace(netloc=f"[{a}]:{port}" if ":" in a else f"{a}:{port}")) for a in addresses]
-
-
-def set_fault(ep: Endpoints, body: dict[str, Any] | None) -> None:
-    headers = {"Authorization": f"Bearer {ep.admin_token}"}
-    method = "POST" if body is not None else "DELETE"
-    for replica in talker_replicas(ep.talker):
-        status, answer = request_json(method, f"{replica}/admin/faults", body, headers=headers)
-        if status != 200:
-            raise SmokeFailure("talker fault injection", f"{method} {replica}/admin/faults -> HTTP {status}: "
-                               f"{answer} (is TALKER_ADMIN_TOKEN set on talker and given to the smoke test?)")
-
-
 def fault_alert(ep: Endpoints, timeout: float) -> dict[str, float]:
     if not ep.admin_token:
         raise SmokeFailure("talker fault injection", "no admin token: set TALKER_ADMIN_TOKEN(_FILE) or --admin-token")
@@ -316,6 +161,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Endpoints]:
     parser.add_argument("--in-compose", action="store_true", help="use compose service names as hosts")
     parser.add_argument("--fault", action="store_true", help="also run the fault-injection scenario")
     parser.add_argument("--only-fault", action="store_true", help="skip the synthetic alert")
+    parser.add_argument("--no-llm-drill", action="store_true",
+                        help="with --fault: skip the LLM drill (its chat turns spend a paid LLM's tokens)")
     parser.add_argument("--timeout", type=float, default=float(os.environ.get("SMOKE_TIMEOUT", "300")),
                         help="seconds to wait for each hop")
     defaults = Endpoints.compose() if "--in-compose" in (argv if argv is not None else sys.argv) else Endpoints()
@@ -350,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
             results["synthetic"] = synthetic_alert(ep, args.timeout)
         if args.fault or args.only_fault:
             results["fault"] = fault_alert(ep, args.timeout)
+            if not args.no_llm_drill:
+                results["llm"] = llm_alert(ep, args.timeout)
     except SmokeFailure as failure:
         print(f"\nFAILED at hop: {failure.hop}\n{failure.evidence}", file=sys.stderr, flush=True)
         return 1

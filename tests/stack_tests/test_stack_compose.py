@@ -2,11 +2,13 @@
 offline (stand-ins for the upstream images from Debian packages, ours from a host wheel directory), the
 stack brought up with `--wait` and two talker replicas (`TALKER_REPLICAS=2`): Prometheus must scrape both
 (DNS discovery), talker-lb must spread requests over both, then `make smoke`'s checks run on its network
-(the fault drill on every replica), then one replica is stopped and TalkerReplicaMissing must come up in
-Prometheus, then `down -v`. Prints the time from `up` to both targets up.
+(the fault drill on every replica, and the LLM drill: chat turns answered by the LLM stand-in, injected LLM
+latency, TalkerLLMSlowFirstToken delivered and resolved), then one replica is stopped and TalkerReplicaMissing
+must come up in Prometheus, then `down -v`. Prints the time from `up` to both targets up.
 
-The hardening is checked on the running containers: from inside talker nothing of the monitoring and
-alerting side answers (while the relay, on that side, reaches it all: the probe can tell), `docker inspect`
+The hardening is checked on the running containers: from inside talker (and the LLM stand-in, on its network)
+nothing of the monitoring and alerting side answers (while the relay, on that side, reaches it all: the probe
+can tell), `docker inspect`
 shows no secret, and every container runs with the capabilities, user, root filesystem and memory limit
 the compose file promises.
 
@@ -38,8 +40,8 @@ pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[2]
 # Grafana is the one upstream image with no offline stand-in: everything else is started and checked.
-SERVICES = ["talker", "talker-lb", "dingtalk-relay", "dingtalk-standin", "prometheus", "alertmanager",
-            "node-exporter", "mailpit"]
+SERVICES = ["talker", "talker-lb", "dingtalk-relay", "dingtalk-standin", "llm-standin", "prometheus",
+            "alertmanager", "node-exporter", "mailpit"]
 REPLICAS = 2
 
 
@@ -61,6 +63,7 @@ def compose_env(project: str, secrets_dir: Path) -> dict[str, str]:
         "TALKER_IMAGE": "talker-stack/talker:e2e",
         "RELAY_IMAGE": "talker-stack/dingtalk-relay:e2e",
         "DINGTALK_STANDIN_IMAGE": "talker-stack/dingtalk-standin:e2e",
+        "LLM_STANDIN_IMAGE": "talker-stack/llm-standin:e2e",
         # Other helpers' stacks may hold the default ports: publish on free ones.
         "TALKER_PUBLISHED_PORT": str(free_port()),
         "GRAFANA_PUBLISHED_PORT": str(free_port()),
@@ -178,15 +181,23 @@ def probe_from(env: dict[str, str], service: str, targets: list[str]) -> dict[st
 
 
 def check_isolation(env: dict[str, str]) -> None:
-    from_talker = probe_from(env, "talker", ["127.0.0.1:8000", *GUARDED])
+    # talker reaches the LLM it asks (the demo's stand-in) and nothing of the monitoring and alerting side.
+    from_talker = probe_from(env, "talker", ["127.0.0.1:8000", "llm-standin:8091", *GUARDED])
     assert from_talker.pop("127.0.0.1:8000") == "open", "the probe itself does not work"
+    assert from_talker.pop("llm-standin:8091") == "open", "talker cannot reach the LLM stand-in"
     reachable = [target for target, outcome in from_talker.items() if outcome == "open"]
     assert reachable == [], f"talker reaches {reachable}: {from_talker}"
+    # The LLM stand-in, on talker's network alone, neither.
+    from_llm = probe_from(env, "llm-standin", ["127.0.0.1:8091", *GUARDED])
+    assert from_llm.pop("127.0.0.1:8091") == "open", "the probe itself does not work"
+    reachable = [target for target, outcome in from_llm.items() if outcome == "open"]
+    assert reachable == [], f"llm-standin reaches {reachable}: {from_llm}"
     # The same probe from the relay (monitoring + alerting side) reaches what it must: not a dead probe.
     from_relay = probe_from(env, "dingtalk-relay", ["prometheus-web:9090", "alertmanager:9093", "mailpit:1025",
-                                                    "dingtalk-standin:8070", "talker:8001"])
+                                                    "dingtalk-standin:8070", "talker:8001", "llm-standin:8091"])
     assert from_relay == {"prometheus-web:9090": "open", "alertmanager:9093": "open", "mailpit:1025": "open",
-                          "dingtalk-standin:8070": "open", "talker:8001": "unresolvable"}, from_relay
+                          "dingtalk-standin:8070": "open", "talker:8001": "unresolvable",
+                          "llm-standin:8091": "unresolvable"}, from_relay
 
 
 def check_containers(env: dict[str, str], secrets_dir: Path) -> None:
@@ -221,8 +232,9 @@ def test_stack_compose_up_and_smoke_offline(project_env: dict[str, str], capsys:
         except images.ImageBuildError as exc:
             pytest.fail(f"offline stand-in images: {exc}")
         step("base and stand-in images ready", started)
-        check(compose(project_env, "build", "talker", "dingtalk-relay", "dingtalk-standin"), "compose build")
-        step("talker, dingtalk-relay, dingtalk-standin built from .cache/wheels", started)
+        check(compose(project_env, "build", "talker", "dingtalk-relay", "dingtalk-standin", "llm-standin"),
+              "compose build")
+        step("talker, dingtalk-relay, dingtalk-standin, llm-standin built from .cache/wheels", started)
         print("[compose-e2e] NOTE: Grafana is not started: no Grafana image can exist offline "
               "(its provisioning is covered by the monitoring tests).", flush=True)
         up_started = time.monotonic()
@@ -244,7 +256,8 @@ def test_stack_compose_up_and_smoke_offline(project_env: dict[str, str], capsys:
               f"targets {instances}", flush=True)
 
         check_isolation(project_env)
-        step("from inside talker: Prometheus, Alertmanager, relay, mail server unreachable", started)
+        step("from inside talker and llm-standin: Prometheus, Alertmanager, relay, mail server unreachable",
+             started)
         check_containers(project_env, Path(project_env["SECRETS_DIR"]))
         step("docker inspect: no secret; dropped caps, no-new-privileges, read-only, memory limit, non-root",
              started)
@@ -292,13 +305,16 @@ def test_stack_compose_up_and_smoke_offline(project_env: dict[str, str], capsys:
         if smoke.returncode != 0:
             logs = compose(project_env, "logs", "--tail=20", "dingtalk-relay", "alertmanager", "prometheus", timeout=60)
             pytest.fail(f"smoke failed on the compose stack:\n{smoke.stderr[-3000:]}\n{logs.stdout[-5000:]}")
-        step("make smoke --fault passed on the compose network", started)
+        step("make smoke --fault (5xx and LLM drills) passed on the compose network", started)
         check_talk_video(project_env)
         step("POST /v1/talk from the host: an MP4 made under a read-only root (scratch files in tmpfs /tmp)",
              started)
         check_replica_lost(project_env)
         step("one of two replicas stopped: it left DNS discovery and TalkerReplicaMissing came up", started)
     assert "alert path OK" in smoke.stdout
+    # The LLM drill ran: real chat turns answered by the LLM stand-in, the alert delivered and resolved.
+    assert "ok  chat turn answered (no fault yet)" in smoke.stdout
+    assert "ok  DingTalk: TalkerLLMSlowFirstToken resolved" in smoke.stdout
 
 
 def check_replica_lost(env: dict[str, str]) -> None:

@@ -19,7 +19,8 @@ from stack import defaults
 ROOT = Path(__file__).resolve().parents[2]
 PUBLISHED = {"talker-lb", "grafana", "mailpit", "dingtalk-standin"}
 OUR_IMAGES = {"talker": "services/talker/Dockerfile", "dingtalk-relay": "services/dingtalk-relay/Dockerfile",
-              "dingtalk-standin": "services/dingtalk-standin/Dockerfile"}
+              "dingtalk-standin": "services/dingtalk-standin/Dockerfile",
+              "llm-standin": "services/llm-standin/Dockerfile"}
 VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
 
 
@@ -190,10 +191,11 @@ def test_stack_networks_keep_talker_away_from_monitoring_and_alerting() -> None:
     on_talker_net = {name for name in services if "talker" in networks(name)}
     # Besides talker itself: Prometheus (scrapes it, listens elsewhere), talker-lb (forwards to it, on no other
     # network) and the smoke tool (tools profile).
-    # and the llm profile's LLM server (talker calls it; on no other network, so it reaches nothing on the
-    # monitoring or alerting side).
-    assert on_talker_net == {"talker", "prometheus", "talker-lb", "smoke", "llm"}
+    # and the LLMs talker calls, the demo's stand-in and the llm profile's server (on no other network, so they
+    # reach nothing on the monitoring or alerting side).
+    assert on_talker_net == {"talker", "prometheus", "talker-lb", "smoke", "llm", "llm-standin"}
     assert networks("talker-lb") == {"talker"} and networks("llm") == {"talker"}
+    assert networks("llm-standin") == {"talker"}
     for name in ("alertmanager", "dingtalk-relay", "mailpit", "node-exporter", "grafana", "dcgm-exporter",
                  "dingtalk-standin"):
         assert "talker" not in networks(name), name
@@ -289,14 +291,16 @@ def test_stack_dcgm_exporter_exports_every_dcgm_counter_the_dashboards_and_rules
 
 # --- the llm profile: a real LLM server (issue 11) ------------------------------------------------------------
 
-def compose_config(*args: str) -> dict[str, Any]:
-    """`docker compose ... config` as JSON: what compose itself makes of the files (merge, profiles, defaults).
+def compose_config(*args: str, **variables: str) -> dict[str, Any]:
+    """`docker compose ... config` as JSON: what compose itself makes of the files (merge, profiles, defaults),
+    with `variables` set as .env would (TALKER_LLM_BASE_URL unset unless given).
 
     Needs the Compose v2 CLI only, no engine; like test_stack_compose.py it fails rather than skips without it."""
     if shutil.which("docker") is None or subprocess.run(["docker", "compose", "version"], capture_output=True,
                                                         check=False).returncode != 0:
         pytest.fail("docker compose (Compose v2 CLI) is not installed (docs/stack.md: Tests)")
-    env = {**os.environ, "SECRETS_DIR": "/nonexistent-secrets", "COMPOSE_PROFILES": ""}
+    env = {**{k: v for k, v in os.environ.items() if k != "TALKER_LLM_BASE_URL"},
+           "SECRETS_DIR": "/nonexistent-secrets", "COMPOSE_PROFILES": "", **variables}
     proc = subprocess.run(["docker", "compose", "--project-directory", str(ROOT), *args, "config", "--format", "json"],
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
@@ -307,8 +311,11 @@ def test_stack_llm_profile_runs_llama_cpp_and_points_talker_at_it() -> None:
     llm_listener = defaults.LISTENERS["llm_server"]
     plain = compose_config("-f", "docker-compose.yml")["services"]
     assert "llm" not in plain  # off unless the profile is on
-    assert plain["talker"]["environment"]["TALKER_LLM_BASE_URL"] == llm_listener.compose_url("/v1")
-    services = compose_config("-f", "docker-compose.yml", "--profile", "llm")["services"]
+    # The demo asks the LLM stand-in; with the profile, .env's TALKER_LLM_BASE_URL (as .env.example says) the server.
+    assert plain["talker"]["environment"]["TALKER_LLM_BASE_URL"] == defaults.LISTENERS["llm"].compose_url("/v1")
+    services = compose_config("-f", "docker-compose.yml", "--profile", "llm",
+                              TALKER_LLM_BASE_URL=llm_listener.compose_url("/v1"))["services"]
+    assert services["talker"]["environment"]["TALKER_LLM_BASE_URL"] == llm_listener.compose_url("/v1")
     llm = services["llm"]
     assert llm["image"] == "ghcr.io/ggml-org/llama.cpp:server-b6715"
     command = llm["command"][0]
@@ -342,3 +349,37 @@ def test_stack_llm_profile_runs_vllm_on_the_gpu_overlay() -> None:
     assert llm["cap_drop"] == ["ALL"] and "no-new-privileges:true" in llm["security_opt"] and llm["read_only"]
     assert int(llm["mem_limit"]) == 16 * 2**30 and set(llm["networks"]) == {"talker"}
     assert "python3" in llm["healthcheck"]["test"]
+
+
+def test_stack_llm_standin_answers_the_demo_conversation_as_a_labelled_hardened_stand_in() -> None:
+    """The demo converses out of the box (like the DingTalk stand-in answers the robot API): the LLM stand-in,
+    built from our recipe, answers to the model name talker asks for, on talker's network alone, with no secret."""
+    listener = defaults.LISTENERS["llm"]
+    services = compose_config("-f", "docker-compose.yml")["services"]
+    standin, talker = services["llm-standin"], services["talker"]
+    assert "profiles" not in standin and standin["build"]["dockerfile"] == OUR_IMAGES["llm-standin"]
+    assert standin["image"] == "talker-stack/llm-standin:latest"
+    assert talker["environment"]["TALKER_LLM_BASE_URL"] == f"http://{listener.compose_service}:{listener.port}/v1"
+    assert standin["environment"] == {"LLM_STANDIN_MODEL": talker["environment"]["TALKER_LLM_MODEL"]}
+    assert "secrets" not in standin and "ports" not in standin and set(standin["networks"]) == {"talker"}
+    assert standin["cap_drop"] == ["ALL"] and "no-new-privileges:true" in standin["security_opt"]
+    assert standin["read_only"] and int(standin["mem_limit"]) == 128 * 2**20
+    recipe = (ROOT / OUR_IMAGES["llm-standin"]).read_text()
+    assert re.search(r"^USER standin$", recipe, re.MULTILINE) and f"EXPOSE {listener.port}" in recipe
+    compose_text = (ROOT / "docker-compose.yml").read_text()
+    assert "# STAND-IN, demo only" in compose_text.split("  llm-standin:")[0].rsplit("\n\n", 1)[1]
+
+
+def test_stack_build_context_lets_in_what_each_of_our_dockerfiles_copies() -> None:
+    """.dockerignore excludes everything but what is named: a Dockerfile copying anything else fails to build."""
+    allowed = [line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.startswith("!")]
+    copied = 0
+    for dockerfile in OUR_IMAGES.values():
+        for line in re.findall(r"^COPY (?!--from)(.+)$", (ROOT / dockerfile).read_text(), re.MULTILINE):
+            for source in line.split()[:-1]:
+                source = source.replace("[s]", "s")  # `.cache/wheel[s]`: copied only when present
+                copied += 1
+                assert any(source == a or source.startswith(f"{a}/") or a.startswith(f"{source}/")
+                           for a in allowed), f"{dockerfile} copies {source}, which .dockerignore leaves out"
+    assert copied >= 9

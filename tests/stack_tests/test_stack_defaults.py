@@ -102,6 +102,7 @@ IMAGE_RECIPES = {
     "services/talker/Dockerfile": "talker",
     "services/dingtalk-relay/Dockerfile": "dingtalk-relay",
     "services/dingtalk-standin/Dockerfile": "dingtalk-standin",
+    "services/llm-standin/Dockerfile": "llm-standin",
     "offline/recipes/mailpit/Dockerfile": "mailpit",
     "offline/recipes/mailpit/mailpit.sh": "mailpit",
     "offline/recipes/prometheus/Dockerfile": "prometheus",

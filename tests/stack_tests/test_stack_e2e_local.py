@@ -90,6 +90,46 @@ def test_stack_e2e_fault_injection_fires_and_resolves_high_error_rate(
                    f"{hops['DingTalk: TalkerHighErrorRate resolved'] - fired_mail:.1f} s after clearing")
 
 
+def slow_first_tokens(exposition: str) -> float:
+    """LLM requests whose first token took more than TalkerLLMSlowFirstToken's 2 s."""
+    name = "talker_llm_time_to_first_token_seconds_bucket"
+    return metric_sum(exposition, name, le="+Inf") - metric_sum(exposition, name, le="2.0")
+
+
+def test_stack_e2e_llm_drill_fires_delivers_and_resolves_slow_first_token(
+    dev_stack: DevStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make smoke FAULT=1`'s LLM drill on real chat turns (talker + the LLM stand-in `make dev` starts)."""
+    ep = smoke.parse_args(smoke_argv(dev_stack))[1]
+    metrics_url = dev_stack.urls["talker_metrics"]
+    before = get_text(metrics_url)
+    started = time.monotonic()
+    hops = smoke.llm_alert(ep, timeout=150)
+    took = time.monotonic() - started
+    alert = "TalkerLLMSlowFirstToken"
+    # A warning: DingTalk only (alertmanager.yml e-mails critical alerts alone).
+    assert list(hops) == ["chat turn answered (no fault yet)", f"Prometheus: {alert} firing", "Alertmanager has it",
+                          "DingTalk (stand-in inbox)", f"Prometheus: {alert} resolved", f"DingTalk: {alert} resolved"]
+    message = DingTalkInbox(dev_stack.urls["dingtalk"]).find(DINGTALK_FIRING_MARK, alert)
+    assert message is not None and "告警" in message["text"] and "LLM 首个 token 延迟" in message["text"]
+    after = get_text(metrics_url)
+    # Real conversations: few slow turns (one is enough while it is the slowest 5 % of the window), then
+    # answered ones until they are under 5 %: 19 per slow one at least, and the drill stops soon after.
+    slow = slow_first_tokens(after) - slow_first_tokens(before)
+    turns = metric_sum(after, "talker_chat_turns_total", input="text") - metric_sum(
+        before, "talker_chat_turns_total", input="text")
+    completed = metric_sum(after, "talker_chat_turns_total", input="text", outcome="completed") - metric_sum(
+        before, "talker_chat_turns_total", input="text", outcome="completed")
+    assert 1 <= slow <= 3, slow
+    assert 19 * slow <= completed == turns <= 40 * slow + 10, (slow, completed, turns)
+    assert metric_sum(after, "talker_fault_injection_active", kind="llm_extra_latency") == 0  # cleared
+    assert 10 < took < 120, took
+    report(capsys, f"LLM drill ({alert}, fast profile): fired {hops[f'Prometheus: {alert} firing']:.1f} s, "
+                   f"DingTalk {hops['DingTalk (stand-in inbox)']:.1f} s, resolved in DingTalk "
+                   f"{hops[f'DingTalk: {alert} resolved']:.1f} s after the start; {slow:g} slow and "
+                   f"{completed - slow:g} answered turns; {took:.1f} s in all")
+
+
 def test_stack_e2e_dingtalk_throttling_delays_but_does_not_lose_an_alert(dev_stack: DevStack) -> None:
     inbox = DingTalkInbox(dev_stack.urls["dingtalk"])
     relay_metrics = f"{dev_stack.urls['relay']}/metrics"

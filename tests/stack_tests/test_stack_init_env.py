@@ -101,3 +101,43 @@ def test_stack_env_file_never_exists_half_written_or_with_a_wider_mode(tmp_path:
 def test_stack_every_secret_is_mounted_from_secrets_dir(name: str) -> None:
     text = (REPO / "docker-compose.yml").read_text()
     assert f"file: ${{SECRETS_DIR:-./secrets}}/{name}\n" in text
+
+
+@pytest.mark.parametrize(("settings", "note"), [
+    ("COMPOSE_PROFILES=\nTALKER_LLM_BASE_URL=http://llm-standin:8091/v1\n", ""),  # the demo: the LLM stand-in
+    ("COMPOSE_PROFILES=\nTALKER_LLM_BASE_URL=\n", ""),  # compose's default: the stand-in too
+    ("COMPOSE_PROFILES=llm\nTALKER_LLM_BASE_URL=http://llm:8080/v1\n", ""),
+    ("COMPOSE_PROFILES=gpu,llm\nTALKER_LLM_BASE_URL=https://api.example.com/v1\n", ""),  # a hosted LLM
+    ("COMPOSE_PROFILES=llm\nTALKER_LLM_BASE_URL=\n", "Set TALKER_LLM_BASE_URL=http://llm:8080/v1"),
+    ("COMPOSE_PROFILES=llm\nTALKER_LLM_BASE_URL=http://llm-standin:8091/v1\n",
+     "Set TALKER_LLM_BASE_URL=http://llm:8080/v1"),
+    # An .env made from the .env.example of before the stand-in: the profile's URL, no profile.
+    ("COMPOSE_PROFILES=\nTALKER_LLM_BASE_URL=http://llm:8080/v1\n", "nothing answers there"),
+])
+def test_stack_make_up_reminds_when_the_llm_profile_and_talkers_llm_url_disagree(
+    tmp_path: Path, settings: str, note: str
+) -> None:
+    shutil.copy(REPO / ".env.example", tmp_path / ".env.example")
+    (tmp_path / ".env").write_text(f"# an operator's .env\n{settings}")
+    (tmp_path / "stack").mkdir()
+    shutil.copy(REPO / "stack" / "init_env.py", tmp_path / "stack" / "init_env.py")
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRETS_DIR", "COMPOSE_PROFILES", "TALKER_LLM_BASE_URL")}
+    run = subprocess.run([sys.executable, str(tmp_path / "stack" / "init_env.py")], capture_output=True, text=True,
+                         check=True, env=env)
+    notes = [line for line in run.stdout.splitlines() if line.startswith("note: ")]
+    if note:
+        assert len(notes) == 1 and note in notes[0], run.stdout
+    else:
+        assert notes == [], run.stdout
+    # The shell's value wins over .env's, as in compose.
+    fixed = subprocess.run([sys.executable, str(tmp_path / "stack" / "init_env.py")], capture_output=True, text=True,
+                           check=True, env={**env, "COMPOSE_PROFILES": "llm", "TALKER_LLM_BASE_URL": "http://llm:8080/v1"})
+    assert "note: " not in fixed.stdout
+
+
+def test_stack_init_env_knows_the_llm_profiles_address_from_the_one_source() -> None:
+    from stack import init_env
+    from stack.defaults import LISTENERS
+
+    assert init_env.LLM_PROFILE_URL == LISTENERS["llm_server"].compose_url("/v1")
+    assert init_env.LLM_STANDIN_URL == LISTENERS["llm"].compose_url("/v1")
