@@ -22,6 +22,7 @@ Recognisers (one async interface, `Recogniser.recognise(DecodedAudio) -> str`):
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from typing import Protocol
 from talker.audio_input import SAMPLE_RATE, DecodedAudio, InputFormat, InputLimits, decode_input_audio
 from talker.engine_contract import STAGE_ASR
 
+log = logging.getLogger("talker.asr")
 ENGINE_POCKETSPHINX, ENGINE_REMOTE = "pocketsphinx", "remote"
 # kind -> meaning. timeout: the remote server did not answer within TALKER_ASR_TIMEOUT_S; unauthorized: it refused
 # our key (401/403); upstream: it answered an error or could not be reached; engine: the local recogniser failed.
@@ -85,10 +87,13 @@ class PocketsphinxRecogniser:
 
     def _load_locked(self) -> object:
         if self._decoder is None:
+            started = time.perf_counter()
             from pocketsphinx import Config, Decoder  # imported on first use: `import talker` stays light
 
             config = Config(samprate=SAMPLE_RATE, loglevel="FATAL")
             self._decoder = Decoder(config)
+            # One line per model load: at start-up (TalkerService.warm_up_chat), never again in a turn.
+            log.info("pocketsphinx model loaded", extra={"seconds": round(time.perf_counter() - started, 3)})
         return self._decoder
 
     def recognise_sync(self, audio: DecodedAudio) -> str:

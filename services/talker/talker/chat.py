@@ -116,6 +116,8 @@ class Conversation:
         # A client that takes no message for this long is cut, so a turn never holds a slot for a reader that
         # is gone (TALKER_STREAM_WRITE_TIMEOUT_S, as for HTTP streams).
         self.write_timeout_s = settings.stream_write_timeout_s
+        # One line per process (TalkerService.chat is made once: at start-up by warm_up_chat when an LLM is set).
+        log.info("conversation ready")
 
     @functools.cached_property
     def asr(self) -> SpeechToText:

@@ -189,9 +189,12 @@ class TalkerMetrics:
         )
         self.video_frames = Counter("talker_video_frames", "Video frames rendered.", registry=r)
 
-        self.ready = Gauge("talker_ready", "1 when engines are loaded, warmed up and not faulted.", registry=r)
+        self.ready = Gauge("talker_ready", "1 when engines are loaded and warmed up, the conversation warm, and not "
+                           "faulted.", registry=r)
         self.model_load_seconds = Gauge(
-            "talker_model_load_seconds", "Seconds each engine took to load at startup.", ["engine"], registry=r
+            "talker_model_load_seconds",
+            "Seconds each engine (and the conversation's llm_client, pocketsphinx) took to load at startup.",
+            ["engine"], registry=r,
         )
         # Which provider each engine really runs on (set once the engines are loaded; absent before).
         self.engine_info = Gauge(

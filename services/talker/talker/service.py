@@ -8,8 +8,10 @@ route -> request model -> TalkerService -> Pipeline.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
+import importlib
 import logging
 import threading
 import time
@@ -18,6 +20,7 @@ from typing import Any
 
 from talker.accelerators import EngineDevice
 from talker.animator.stream_encode import MIME_TYPE as FMP4_MIME_TYPE
+from talker.asr import ENGINE_POCKETSPHINX
 from talker.audio_formats import MEDIA_TYPES, open_encoder, sse_delta, sse_done
 from talker.chat import Conversation
 from talker.credentials import KeyRing, token_matches
@@ -66,14 +69,46 @@ class TalkerService:
         self.load_seconds: dict[str, float] = {}
         self.engine_devices: list[EngineDevice] = []
         self._loader: threading.Thread | None = None
+        # The conversation's warm-up (warm_up_chat): off (no TALKER_LLM_BASE_URL), pending -> warming -> warm |
+        # failed. /readyz waits while it is pending or warming.
+        self.chat_warm_up = "pending" if settings.llm_base_url else "off"
+        self._warmer: asyncio.Task[None] | None = None
         metrics.concurrency_limit.set(settings.max_concurrency)
         metrics.ready.set_function(lambda: 1.0 if self.ready else 0.0)
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start_loading(self) -> None:
-        """Load and warm up the engines in the background, so /healthz answers during the load."""
+        """Load and warm up the engines in the background, so /healthz answers during the load; warm the
+        conversation beside them (warm_up_chat). Called on the event loop (the app's lifespan)."""
         self._loader = threading.Thread(target=self._load, name="talker-load", daemon=True)
         self._loader.start()
+        if self.chat_warm_up == "pending":
+            self._warmer = asyncio.get_running_loop().create_task(self.warm_up_chat())
+
+    async def warm_up_chat(self) -> None:
+        """What the first chat turn would otherwise pay for, done at start: the openai SDK's import (~0.5 s: the
+        LLM client, and the remote ASR's) and the local pocketsphinx model (~0.3 s). Only with an LLM configured
+        (TALKER_LLM_BASE_URL); the model only when ASR is local (no TALKER_ASR_BASE_URL). The slow parts run in
+        worker threads, in parallel with the engines' load, so readiness waits for the longer of the two, not
+        their sum; /readyz waits for it so that no turn after readiness pays for it. A failure is logged and
+        leaves readiness alone (synthesis still works; the first turn then meets the error itself)."""
+        self.chat_warm_up = "warming"
+        try:
+            started = time.perf_counter()
+            await asyncio.to_thread(importlib.import_module, "openai")
+            chat = self.chat  # made on the loop thread, as every other use does; cheap once openai is imported
+            self._metrics.model_load_seconds.labels("llm_client").set(time.perf_counter() - started)
+            asr = chat.asr
+            if asr.engine == ENGINE_POCKETSPHINX:
+                started = time.perf_counter()
+                await asyncio.to_thread(asr.load)
+                self._metrics.model_load_seconds.labels(ENGINE_POCKETSPHINX).set(time.perf_counter() - started)
+        except Exception:
+            self.chat_warm_up = "failed"
+            log.exception("conversation warm-up failed; the first chat turn will meet the problem")
+            return
+        self.chat_warm_up = "warm"
+        log.info("conversation warm", extra={"asr_engine": asr.engine})
 
     def _load(self) -> None:
         started = time.monotonic()
@@ -106,6 +141,10 @@ class TalkerService:
 
     async def aclose(self) -> None:
         """At shutdown, after shutdown(): the conversation's client connections (LLM, remote ASR), if it ran."""
+        if self._warmer is not None and not self._warmer.done():
+            self._warmer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._warmer
         if "chat" in self.__dict__:
             await self.chat.aclose()
 
@@ -116,11 +155,17 @@ class TalkerService:
 
     @property
     def ready(self) -> bool:
-        return self.loaded and not self._faults.config.not_ready
+        return self.loaded and not self.chat_warming and not self._faults.config.not_ready
+
+    @property
+    def chat_warming(self) -> bool:
+        return self.chat_warm_up in ("pending", "warming")
 
     def readiness(self) -> dict[str, Any]:
         status = self.state
-        if self.loaded and self._faults.config.not_ready:
+        if self.loaded and self.chat_warming:
+            status = "warming up the conversation"
+        elif self.loaded and self._faults.config.not_ready:
             status = "not_ready (injected fault)"
         engines = _by_engine(self.engine_devices)
         return {
@@ -129,6 +174,7 @@ class TalkerService:
             "device": self._pipeline.device if self.loaded else None,
             "default_engine": self._pipeline.default_engine if self.loaded else None,
             "engines": sorted(self.load_seconds),
+            "conversation": self.chat_warm_up,  # off | pending | warming | warm | failed
             "load_seconds": {k: round(v, 3) for k, v in self.load_seconds.items()},
             "concurrency_limit": self._limiter.max_concurrency,
             "queue_limit": self._limiter.max_queue,
