@@ -1,6 +1,7 @@
 """The limiter's smaller promises, each pinned so a one-line change fails a test (see `make mutation`):
 the Retry-After hint and its running mean of job durations, deadlines already spent, the worker threads'
-names, shutdown not waiting for a stuck job, and no "exception never retrieved" noise."""
+names, shutdown not waiting for a stuck job, no "exception never retrieved" noise, and quick jobs done on the
+event loop's thread inside their slot."""
 
 from __future__ import annotations
 
@@ -78,6 +79,68 @@ def test_talker_limiter_mean_job_duration_is_a_0_8_0_2_running_mean(monkeypatch:
         tasks = await fill(limiter, gate, running=1, waiting=9)
         # mean: 1.0 -> 0.8 * 1.0 + 0.2 * 3 = 1.4 -> 0.8 * 1.4 + 0.2 * 0.5 = 1.22; backlog 10 on 1 slot
         assert limiter.retry_after_s() == 13
+        gate.set()
+        await asyncio.gather(*tasks)
+        limiter.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_talker_limiter_quick_job_runs_on_the_loop_inside_its_slot_else_the_job_runs_in_a_worker() -> None:
+    async def scenario() -> None:
+        limiter = SynthesisLimiter(max_concurrency=1, max_queue=1)
+        loop_thread = threading.current_thread()
+        seen: list[tuple[str, int]] = []
+
+        def quick(answer: str | None) -> Callable[[], str | None]:
+            def run() -> str | None:
+                seen.append((threading.current_thread().name, limiter.active))
+                return answer
+            return run
+
+        def job(stop: threading.Event) -> str:
+            return f"job in {threading.current_thread().name}"
+
+        assert await limiter.run(job, 5, quick=quick("quick answer")) == "quick answer"
+        assert seen == [(loop_thread.name, 1)]  # on this thread, holding the one slot
+        assert limiter.active == 0  # given back at once: no worker thread to wait for
+
+        answer = await limiter.run(job, 5, quick=quick(None))  # could not be quick: the worker does it
+        assert answer.startswith("job in talker-synth_")
+        await poll_async(lambda: limiter.active == 0)
+
+        def failing() -> str | None:
+            raise ValueError("no such voice")
+
+        with pytest.raises(ValueError):
+            await limiter.run(job, 5, quick=failing)
+        assert limiter.active == 0
+
+        gate = threading.Event()
+        tasks = await fill(limiter, gate, running=1, waiting=0)  # a quick job waits for its slot like any other
+        seen.clear()
+        queued = asyncio.create_task(limiter.run(job, 5, quick=quick("after the slot")))
+        await poll_async(lambda: limiter.waiting == 1)
+        assert seen == []
+        gate.set()
+        assert await queued == "after the slot" and seen == [(loop_thread.name, 1)]
+        await asyncio.gather(*tasks)
+        limiter.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_talker_limiter_quick_job_durations_count_in_the_running_mean(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Scripted clock: the quick job runs 2 s (0 -> 2), then time stands.
+    ticks = itertools.chain([0.0, 2.0], itertools.repeat(20.0))
+    monkeypatch.setattr(limiter_module, "time", types.SimpleNamespace(monotonic=lambda: next(ticks)))
+
+    async def scenario() -> None:
+        limiter = SynthesisLimiter(max_concurrency=1, max_queue=20)
+        await limiter.run(lambda stop: None, 5, quick=lambda: "quick")
+        gate = threading.Event()
+        tasks = await fill(limiter, gate, running=1, waiting=6)
+        assert limiter.retry_after_s() == 9  # mean 0.8 * 1.0 + 0.2 * 2 = 1.2; ceil(1.2 * backlog 7 on 1 slot)
         gate.set()
         await asyncio.gather(*tasks)
         limiter.shutdown()

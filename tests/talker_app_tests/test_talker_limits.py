@@ -82,6 +82,9 @@ class StuckModelPipeline:
         assert self.release.wait(30), "the test never released the stuck model"
         return SpeechOutput(wav=b"RIFF", sample_rate=22050, audio_seconds=0.1, engine="espeak", characters=len(text))
 
+    def synthesize_quick(self, text: str, **_: object) -> None:
+        return None  # a stuck model is never quick: synthesize() runs in a worker thread
+
     def talk(self, text: str, **_: object) -> TalkOutput:
         raise NotImplementedError
 

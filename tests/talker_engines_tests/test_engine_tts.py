@@ -242,3 +242,38 @@ def test_engine_espeak_audio_without_phonemes_is_the_same_speech(pipeline: Pipel
     # /v1/tts gives no phonemes to anyone; /v1/talk's mouth still gets them (test_engine_mouth.py).
     assert parse_wav(pipeline.synthesize(ENGLISH, voice="en-us").wav).seconds == pytest.approx(with_marks.seconds,
                                                                                                 abs=0.02)
+
+
+def test_engine_quick_speech_is_the_same_speech_or_nothing(pipeline: Pipeline) -> None:
+    # /v1/tts tries synthesize_quick() on the event loop's thread first: it must say what synthesize() says, or
+    # decline (None) without keeping that thread waiting. (espeak-ng varies a sentence's length by a few
+    # percent from one call to the next, so lengths are compared within 0.1 s, not sample for sample.)
+    from talker.pipeline import QUICK_MAX_AUDIO_S, QUICK_MAX_CHARS
+    from talker.tts.espeak import _LOCK
+
+    quick = pipeline.synthesize_quick(ENGLISH, voice="en-us", emotion="sad", speed=0.8, max_seconds=60)
+    full = pipeline.synthesize(ENGLISH, voice="en-us", emotion="sad", speed=0.8, max_seconds=60)
+    normal = pipeline.synthesize(ENGLISH, voice="en-us", max_seconds=60)
+    assert quick is not None and not quick.truncated and (quick.engine, quick.characters) == ("espeak", len(ENGLISH))
+    wav = parse_wav(quick.wav)
+    assert (wav.rate, wav.channels, wav.width) == (22050, 1, 2) and wav.rms > SILENCE_RMS
+    assert wav.seconds == pytest.approx(quick.audio_seconds, abs=1e-3)
+    assert quick.audio_seconds == pytest.approx(full.audio_seconds, abs=0.1)
+    assert quick.audio_seconds > normal.audio_seconds + 0.3  # the emotion and speed were applied
+    assert quick.timings["tts"] > 0
+
+    cut = pipeline.synthesize_quick(LONG_ENGLISH[:100], voice="en-us", max_seconds=1.5)  # the request's own limit
+    assert cut is not None and cut.truncated and parse_wav(cut.wav).seconds == pytest.approx(1.5, abs=1e-3)
+
+    digits = "1234567890123, " * 6  # 90 characters, over 40 s of speech
+    assert len(digits) <= QUICK_MAX_CHARS and parse_wav(pipeline.synthesize(digits).wav).seconds > QUICK_MAX_AUDIO_S
+    assert pipeline.synthesize_quick(digits, voice="en-us", max_seconds=60) is None
+    assert pipeline.synthesize_quick(LONG_ENGLISH[:QUICK_MAX_CHARS + 1], voice="en-us", max_seconds=60) is None
+    assert pipeline.synthesize_quick(ENGLISH, voice=PIPER_VOICE, max_seconds=60) is None  # Piper: a worker's job
+
+    declined: list[object] = []
+    with _LOCK.hold():  # another request is synthesizing: decline at once rather than wait for it
+        caller = threading.Thread(target=lambda: declined.append(pipeline.synthesize_quick(ENGLISH, voice="en-us")))
+        caller.start()
+        caller.join(10)
+        assert not caller.is_alive() and declined == [None]

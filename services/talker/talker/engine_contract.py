@@ -101,6 +101,10 @@ class PipelineLike(Catalogue, Protocol):
         self, text: str, *, voice: str | None = ..., emotion: str = ..., speed: float = ..., should_stop: ShouldStop,
         max_seconds: float | None = ...,
     ) -> SpeechOutput: ...
+    def synthesize_quick(
+        self, text: str, *, voice: str | None = ..., emotion: str = ..., speed: float = ...,
+        max_seconds: float | None = ...,
+    ) -> SpeechOutput | None: ...  # None: not sure to be quick, call synthesize() in a worker thread
     def stream_speech(
         self, text: str, *, voice: str | None = ..., emotion: str = ..., speed: float = ..., should_stop: ShouldStop,
         max_seconds: float | None = ...,

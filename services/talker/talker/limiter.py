@@ -3,9 +3,11 @@
 Synthesis is CPU/GPU bound: running more jobs than slots only makes every job slower, and an
 unbounded queue turns overload into timeouts for everyone. So: at most `max_concurrency` jobs run
 (in a thread pool of that size, keeping the event loop free), at most `max_queue` wait, the rest
-are refused at once (429). A request that outlives its deadline is answered 503 (still queued) or
-504 (running); a running job is told to stop through its stop event and gives its slot back when
-its thread returns, so a timed-out job never keeps the next request waiting for long.
+are refused at once (429). A job that can be done in a few milliseconds (`quick`) is done on the
+event loop's thread once it holds its slot: cheaper than the hand-off to a worker and back.
+A request that outlives its deadline is answered 503 (still queued) or 504 (running); a running job
+is told to stop through its stop event and gives its slot back when its thread returns, so a
+timed-out job never keeps the next request waiting for long.
 All bookkeeping happens on the event-loop thread, so it needs no locks.
 
 A caller that produces in several jobs one after the other (a chat turn: one speech stream per sentence)
@@ -67,11 +69,26 @@ class SynthesisLimiter:
     def waiting(self) -> int:
         return len(self._waiters)
 
-    async def run(self, job: Job[T], timeout_s: float) -> T:
-        """Run job(stop_event) in a slot; raises Overloaded, QueueTimeout or RunTimeout."""
+    async def run(self, job: Job[T], timeout_s: float, *, quick: Callable[[], T | None] | None = None) -> T:
+        """Run job(stop_event) in a slot; raises Overloaded, QueueTimeout or RunTimeout.
+
+        quick: tried first, on this thread, once the slot is held; its result (not None) is the answer. None
+        means it could not be quick and did nothing: then job runs in a worker thread as usual. It must take
+        milliseconds at most (it holds the event loop) and cannot be stopped, so it has no deadline of its own."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         await self._acquire(deadline)
+        if quick is not None:
+            started = time.monotonic()
+            try:
+                done = quick()
+            except BaseException:
+                self._release()
+                raise
+            if done is not None:
+                self._avg_job_s = 0.8 * self._avg_job_s + 0.2 * (time.monotonic() - started)
+                self._release()
+                return done
         return await self._execute(job, deadline, self._release)
 
     async def hold(self, queue_timeout_s: float) -> HeldSlot:

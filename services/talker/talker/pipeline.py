@@ -33,7 +33,7 @@ from talker.engine_contract import (
 from talker.settings import Settings
 from talker.talk_stream import TalkStream
 from talker.tts import SpeechStream, SynthesizedSpeech
-from talker.tts.espeak import EspeakEngine
+from talker.tts.espeak import EspeakEngine, SynthesizerBusy
 from talker.tts.piper import ID_PREFIX as PIPER_PREFIX
 from talker.tts.piper import PiperEngine
 from talker.tts.prosody import prosody_for
@@ -43,10 +43,21 @@ log = logging.getLogger(__name__)
 
 _RENDER_BATCH = 32
 _WARMUP_TEXT = "Hello."
+# synthesize_quick(): a text this short in an espeak-ng voice takes a few milliseconds, less than handing it to a
+# worker thread and back costs (bench/bench_tts_bare.py). The audio bound caps how long the caller's thread is
+# held whatever the text says (digits and Chinese say far more per character): about 8 ms at espeak's ~600x.
+QUICK_MAX_CHARS = 120
+QUICK_MAX_AUDIO_S = 5.0
 
 
 def _never() -> bool:
     return False
+
+
+def _speech_output(speech: SynthesizedSpeech, characters: int, tts_s: float) -> SpeechOutput:
+    return SpeechOutput(wav=pcm16_to_wav(speech.samples, speech.sample_rate), sample_rate=speech.sample_rate,
+                        audio_seconds=speech.seconds, engine=speech.engine, characters=characters,
+                        timings={STAGE_TTS: tts_s}, truncated=speech.truncated)
 
 
 class Pipeline:
@@ -202,9 +213,29 @@ class Pipeline:
                    should_stop: ShouldStop = _never, max_seconds: float | None = None) -> SpeechOutput:
         # Audio only: no mouth follows it, so the engine skips phoneme timing.
         speech, tts_s = self._speak(text, voice, emotion, speed, should_stop, max_seconds, phonemes=False)
-        return SpeechOutput(wav=pcm16_to_wav(speech.samples, speech.sample_rate), sample_rate=speech.sample_rate,
-                            audio_seconds=speech.seconds, engine=speech.engine, characters=len(text),
-                            timings={STAGE_TTS: tts_s}, truncated=speech.truncated)
+        return _speech_output(speech, len(text), tts_s)
+
+    def synthesize_quick(self, text: str, *, voice: str | None = None, emotion: str = "neutral", speed: float = 1.0,
+                         max_seconds: float | None = None) -> SpeechOutput | None:
+        """synthesize(), now and on the calling thread, when that is sure to be quick: an espeak-ng voice, at most
+        QUICK_MAX_CHARS characters, the synthesizer not in use, at most QUICK_MAX_AUDIO_S of audio. Else None
+        (nothing is returned of a text found to say more): then call synthesize(), in a worker thread."""
+        if len(text) > QUICK_MAX_CHARS:
+            return None
+        voice_id, engine = self._voice_engine(voice)
+        if engine is not self._espeak:
+            return None
+        budget = QUICK_MAX_AUDIO_S if max_seconds is None else min(QUICK_MAX_AUDIO_S, max_seconds)
+        t0 = time.perf_counter()
+        try:
+            speech = self._espeak.synthesize(text, voice_id, prosody_for(emotion, speed),
+                                             max_samples=int(budget * self._espeak.sample_rate_for(voice_id)),
+                                             phonemes=False, wait=False)
+        except SynthesizerBusy:
+            return None
+        if speech.truncated and budget != max_seconds:
+            return None  # cut by the quick bound, not by the request's own limit
+        return _speech_output(speech, len(text), time.perf_counter() - t0)
 
     def stream_speech(self, text: str, *, voice: str | None = None, emotion: str = "neutral", speed: float = 1.0,
                       should_stop: ShouldStop = _never, max_seconds: float | None = None) -> SpeechStream:

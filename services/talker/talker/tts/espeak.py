@@ -103,6 +103,10 @@ class _Collector:
     error: BaseException | None = None
 
 
+class SynthesizerBusy(Exception):
+    """The synthesizer was in use and the caller asked not to wait for it (nothing was synthesized)."""
+
+
 class SynthLock:
     """The library's one lock, handed to a request's first piece before other requests' later pieces.
 
@@ -120,8 +124,11 @@ class SynthLock:
         self._waiting = 0
 
     @contextlib.contextmanager
-    def hold(self, *, urgent: bool = False) -> Iterator[None]:
+    def hold(self, *, urgent: bool = False, wait: bool = True) -> Iterator[None]:
+        """wait=False: take it only if it is free and nobody waits for it, else raise SynthesizerBusy at once."""
         with self._cond:
+            if not wait and (self._held or self._waiting):
+                raise SynthesizerBusy()
             self._waiting += 1
             self._urgent_waiting += urgent
             try:
@@ -262,20 +269,22 @@ class EspeakEngine:
                 left -= len(speech.samples)
 
     def synthesize(self, text: str, voice_id: str, prosody: Prosody, should_stop: ShouldStop = lambda: False,
-                   max_samples: int | None = None, *, phonemes: bool = True) -> SynthesizedSpeech:
+                   max_samples: int | None = None, *, phonemes: bool = True, wait: bool = True) -> SynthesizedSpeech:
         """The whole speech at once. phonemes=False leaves `phonemes` empty (nobody animates a mouth to it)
-        and skips reading espeak's events."""
-        return self._synthesize(text, voice_id, prosody, should_stop, max_samples, phonemes=phonemes, urgent=False)
+        and skips reading espeak's events. wait=False: raise SynthesizerBusy rather than wait for the
+        synthesizer while another request uses it."""
+        return self._synthesize(text, voice_id, prosody, should_stop, max_samples, phonemes=phonemes, urgent=False,
+                                wait=wait)
 
     def _synthesize(self, text: str, voice_id: str, prosody: Prosody, should_stop: ShouldStop,
-                    max_samples: int | None, *, phonemes: bool, urgent: bool) -> SynthesizedSpeech:
+                    max_samples: int | None, *, phonemes: bool, urgent: bool, wait: bool = True) -> SynthesizedSpeech:
         global _active, _configured
         voice = _VOICES_BY_ID.get(voice_id)
         if voice is None:
             raise UnknownVoice(voice_id)
         params = espeak_params(prosody)
         encoded = text.replace("\x00", " ").encode("utf-8") + b"\x00"
-        with _LOCK.hold(urgent=urgent):  # urgent: a stream's first piece (SynthLock)
+        with _LOCK.hold(urgent=urgent, wait=wait):  # urgent: a stream's first piece (SynthLock)
             lib, rate = _load_library()
             if _configured != (voice.espeak_name, params):
                 _configured = None  # unknown until both calls below have succeeded
