@@ -3,11 +3,12 @@
     flock /tmp/heavy.lock .venv/bin/python bench/bench_chat.py [--first-token-delay 0.3] [--tokens-per-second 20]
         [--turns 8] [--concurrency 1 4]
 
-Starts the LLM stand-in (in this process, its own thread) and a real talker (`python -m talker`, defaults but
-for free ports), then runs `turns` text turns on each of `concurrency` conversations at once. First audio = user
-text sent -> first binary media frame received (what talker_chat_first_audio_seconds measures on the server,
-plus the loopback). Floor = the stand-in's first-token delay + the time its first sentence takes to arrive at
-that token rate + the TTFA of that sentence alone (POST /v1/audio/speech, pcm, median of 5 on the same talker).
+Starts the LLM stand-in (in this process, its own thread) and a real talker (`python -m talker`, defaults but for
+free ports and one slot per conversation: a turn holds a slot while it answers), then runs `turns` text turns on
+each of `concurrency` conversations at once. First audio = user text sent -> first binary media frame received
+(what talker_chat_first_audio_seconds measures on the server, plus the loopback). Floor = the stand-in's first-
+token delay + the time its first sentence takes to arrive at that token rate + the TTFA of that sentence alone
+(POST /v1/audio/speech, pcm, median of 5 on the same talker).
 Goal (issue 11): p95 <= floor + 50 ms with 4 concurrent conversations. Prints one JSON line per concurrency.
 """
 
@@ -88,7 +89,10 @@ def main() -> None:
     standin.start()
     port, metrics_port = free_port(), free_port()
     env = {**os.environ, "TALKER_HOST": "127.0.0.1", "TALKER_PORT": str(port), "TALKER_METRICS_PORT": str(metrics_port),
-           "TALKER_LLM_BASE_URL": standin.openai_base_url, "TALKER_LOG_LEVEL": "WARNING"}
+           "TALKER_LLM_BASE_URL": standin.openai_base_url, "TALKER_LOG_LEVEL": "WARNING",
+           # A turn holds one slot from its start to its end: as many slots as conversations, or the last ones
+           # would wait in the queue for whole answers (services/talker/README.md, "Slots").
+           "TALKER_MAX_CONCURRENCY": str(max(args.concurrency))}
     for name in ("TALKER_API_KEYS", "TALKER_API_KEYS_FILE"):
         env.pop(name, None)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-chat-"))
