@@ -44,6 +44,29 @@ def test_pieces_cut_at_the_budget_without_punctuation_and_per_character_in_chine
     assert split_for_streaming("   ", first_max_words=3, max_words=3) == []
 
 
+def test_first_piece_can_end_before_the_first_phrase_opener_after_three_words() -> None:
+    def split(text: str, max_words: int = 20) -> list[str]:
+        return split_for_streaming(text, first_max_words=6, max_words=max_words, first_phrase_words=3)
+
+    report = "The deployment finished without errors and every check is green."
+    assert split(report) == ["The deployment finished", "without errors and every check is green."]
+    assert split_for_streaming(report, first_max_words=6, max_words=20) == [  # without the option: at the budget
+        "The deployment finished without errors and", "every check is green."]
+    assert split("Two alerts fired In the last hour.") == ["Two alerts fired", "In the last hour."]  # any case
+    # An opener after fewer than three words is no place to cut; nor is a word that merely contains one.
+    assert split("Disk usage on the database host is at eighty percent.") == [
+        "Disk usage on the database host", "is at eighty percent."]
+    assert split("The android fortune teller handed forward tickets.") == [
+        "The android fortune teller handed forward", "tickets."]
+    # A clause mark still comes first, and a first sentence within the budget stays whole.
+    assert split("Good evening, this is the on-call digest for tonight.") == [
+        "Good evening,", "this is the on-call digest for tonight."]
+    assert split("Latency is back under the objective.") == ["Latency is back under the objective."]
+    # Only the first piece: later ones end at their budget as before.
+    assert split("one two three four and five six seven eight with nine", max_words=3) == [
+        "one two three four", "and five six", "seven eight with", "nine"]
+
+
 def test_espeak_stream_starts_with_a_short_piece_and_says_the_same_as_one_call(pipeline: Pipeline) -> None:
     whole = pipeline.synthesize(LONG, voice="en-us")
     stream = pipeline.stream_speech(LONG, voice="en-us")
@@ -66,6 +89,15 @@ def test_espeak_and_piper_streams_stop_exactly_at_the_audio_limit(pipeline: Pipe
         whole = pipeline.synthesize(LONG, voice=voice, max_seconds=2.0)
         assert whole.truncated and whole.audio_seconds == 2.0, voice
     assert not pipeline.synthesize("Hi.", voice="en-us", max_seconds=2.0).truncated
+
+
+def test_piper_first_piece_is_the_first_phrase(pipeline: Pipeline) -> None:
+    # "The deployment finished" (about 1.4 s of speech), not the first six words (about 2.1 s): Piper's time to
+    # first audio is proportional to the first piece's length.
+    piper = next(v.id for v in pipeline.voices() if v.engine == "piper")
+    stream = pipeline.stream_speech("The deployment finished without errors and every check is green.", voice=piper)
+    pieces = [len(p.samples) / stream.sample_rate for p in stream]
+    assert len(pieces) == 2 and 0.9 < pieces[0] < 1.8 and pieces[1] > pieces[0]
 
 
 def test_piper_streams_sentence_by_sentence_and_stops_mid_sentence(pipeline: Pipeline) -> None:

@@ -33,10 +33,13 @@ log = logging.getLogger(__name__)
 ID_PREFIX = "piper:"
 # Phonemizers other than espeak/text download models at run time (g2pW, ...), which an offline box cannot.
 _OFFLINE_PHONEME_TYPES = {"espeak", "text"}
-# Streaming: Piper needs ~0.06 s per second of speech on this CPU, so a 6-word first piece (~2 s of
-# speech) is ready in ~120 ms while a whole 12-word sentence would take ~250 ms. Later pieces are
-# sentences of at most PIECE_WORDS, which also bounds how long a cancelled request keeps computing.
+# Streaming: Piper needs ~0.07 s per second of speech on this CPU (one thread), so a 3-word first piece (~1.3 s
+# of speech) is ready in ~100 ms, a 6-word one in ~160 ms, a whole 12-word sentence in ~250 ms. The first
+# piece ends before the first phrase opener after FIRST_PHRASE_WORDS words ("The deployment finished |
+# without errors and ..."), else at FIRST_PIECE_WORDS (segment.py). Later pieces are sentences of at most
+# PIECE_WORDS, which also bounds how long a cancelled request keeps computing.
 FIRST_PIECE_WORDS = 6
+FIRST_PHRASE_WORDS = 3
 PIECE_WORDS = 20
 
 
@@ -257,7 +260,8 @@ class PiperEngine:
     def stream(self, text: str, voice_id: str, prosody: Prosody, should_stop: ShouldStop = lambda: False,
                max_samples: int | None = None) -> Iterator[SynthesizedSpeech]:
         """The speech sentence by sentence, the first piece cut short (segment.py) for a fast first audio."""
-        pieces = split_for_streaming(text, first_max_words=FIRST_PIECE_WORDS, max_words=PIECE_WORDS)
+        pieces = split_for_streaming(text, first_max_words=FIRST_PIECE_WORDS, max_words=PIECE_WORDS,
+                                     first_phrase_words=FIRST_PHRASE_WORDS)
         return self._sentences(pieces, voice_id, prosody, should_stop, max_samples)
 
     def _sentences(self, pieces: list[str], voice_id: str, prosody: Prosody, should_stop: ShouldStop,

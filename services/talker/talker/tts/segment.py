@@ -3,6 +3,10 @@
 An engine synthesizes piece after piece and hands each one on as soon as it exists, so the time to the
 first audio is the time to synthesize the first piece. Pieces end at sentence ends; a piece that would
 pass its word budget ends at the last clause mark (comma, colon, ...) inside it, or else at the budget.
+With `first_phrase_words`, a first piece without a clause mark ends instead before the first English word
+that opens a phrase (a conjunction or preposition: "and", "without", ...) after at least that many words:
+"The deployment finished | without errors and every check is green." A slow engine (Piper) then speaks
+its first words sooner, and the break falls where a speaker could pause, not after "and".
 Each CJK character counts as a word (about one syllable) and may be a cut point, as the script has no
 spaces. A piece is a slice of the text, so nothing is added, dropped or reordered.
 """
@@ -16,15 +20,29 @@ _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _TOKEN = re.compile(f"[{_CJK}][^\\s{_CJK}]*|[^\\s{_CJK}]+")
 _SENTENCE_END = frozenset(".!?;…。！？；")
 _CLAUSE_END = frozenset(",:、，：—–")
+# Words a new phrase starts with (a cut before one keeps the phrase whole). Not "of" and "to": they bind too
+# closely to the word before them ("the end of", "want to").
+PHRASE_OPENERS = frozenset("""
+    and but or nor yet so because although though while whereas when whenever where after before until unless
+    since if once which who whom whose with without within for from in on at by into onto over under between
+    through during against about across along around behind beyond near toward towards upon except despite
+""".split())
+_WORD_EDGES = "\"'“”‘’()[]{}¿¡"
 
 
-def split_for_streaming(text: str, *, first_max_words: int, max_words: int) -> list[str]:
-    """Pieces of `text` in order: the first has at most first_max_words words, the others max_words."""
+def split_for_streaming(text: str, *, first_max_words: int, max_words: int,
+                        first_phrase_words: int | None = None) -> list[str]:
+    """Pieces of `text` in order: the first has at most first_max_words words, the others max_words.
+
+    first_phrase_words: a first piece over budget without a clause mark ends before the first phrase opener
+    (PHRASE_OPENERS) that follows at least this many words, when there is one."""
     pieces: list[str] = []
     start: int | None = None  # text index where the current piece starts
     words = 0
     last_clause_end: int | None = None  # text index just after the last clause mark in the current piece
     words_at_clause = 0
+    phrase_start: int | None = None  # text index of the first piece's first usable phrase opener
+    words_before_phrase = 0
 
     def cut(end: int) -> None:
         nonlocal start
@@ -42,11 +60,17 @@ def split_for_streaming(text: str, *, first_max_words: int, max_words: int) -> l
         if last_char in _SENTENCE_END:
             cut(token.end())
             continue
+        if (first_phrase_words is not None and not pieces and phrase_start is None and words > first_phrase_words
+                and token.group().lower().strip(_WORD_EDGES) in PHRASE_OPENERS):
+            phrase_start, words_before_phrase = token.start(), words - 1
         if last_char in _CLAUSE_END:
             last_clause_end, words_at_clause = token.end(), words
         budget = first_max_words if not pieces else max_words
         if words >= budget:
-            if last_clause_end is not None and words_at_clause < words:
+            if not pieces and last_clause_end is None and phrase_start is not None:
+                cut(phrase_start)  # the opener and the words after it begin the next piece
+                start, words = phrase_start, words - words_before_phrase
+            elif last_clause_end is not None and words_at_clause < words:
                 end = last_clause_end  # a clause mark inside the piece: the more natural place to pause
                 cut(end)
                 # The words after the clause mark begin the next piece.
