@@ -362,3 +362,50 @@ def test_relay_caller_that_gave_up_is_not_delivered_later(
                interval=0.01, what="a later webhook delivered")
     assert [m["title"] for m in standin.messages] == ["[告警 1 条] FirstAlert", "[告警 1 条] ThirdAlert"]
     assert "AbandonedAlert" not in standin.messages[1]["text"]
+
+
+def test_relay_dispatcher_bug_fails_its_batch_with_503_and_keeps_serving(caplog: pytest.LogCaptureFixture):
+    """Something below the client raises what nobody expects (here the HTTP transport, not an httpx error): the
+    batch's callers get 503 "internal relay error" (Alertmanager retries), counted failed and logged with the
+    traceback, and the target's queue lives on: the next notification is delivered."""
+    from dingtalk_relay.client import DingTalkClient
+    from dingtalk_relay.delivery import DeliveryPolicy, DeliveryResult, TargetDispatcher
+    from dingtalk_relay.metrics import RelayMetrics
+    from dingtalk_relay.models import WebhookPayload
+    from dingtalk_relay.ratelimit import TokenBucket
+    from dingtalk_relay.render import MessageRenderer
+    from dingtalk_relay.targets import Target
+    from pydantic import SecretStr
+
+    calls: list[bytes] = []
+
+    def dingtalk(request: httpx.Request) -> httpx.Response:
+        calls.append(request.content)
+        if len(calls) == 1:
+            raise RuntimeError("transport bug")
+        return httpx.Response(200, json={"errcode": 0, "errmsg": "ok"})
+
+    async def scenario() -> tuple[DeliveryResult, DeliveryResult, str]:
+        renderer = MessageRenderer(timezone="Asia/Shanghai", max_body_bytes=19000)
+        views = renderer.views(WebhookPayload.model_validate(real_payload()))
+        relay_metrics = RelayMetrics()
+        relay_metrics.init_targets(["default"])
+        async with httpx.AsyncClient(transport=httpx.MockTransport(dingtalk)) as http:
+            dispatcher = TargetDispatcher(Target(name="default", token=SecretStr("t")), DingTalkClient(http), renderer,
+                                          TokenBucket(600, 10), relay_metrics, DeliveryPolicy())
+            dispatcher.start()
+            failed = await dispatcher.deliver_alerts(views, upstream_truncated=0, deadline_s=10)
+            sent = await dispatcher.deliver_alerts(views, upstream_truncated=0, deadline_s=10)
+            await dispatcher.stop()
+        return failed, sent, relay_metrics.exposition().decode()
+
+    with caplog.at_level(logging.ERROR, logger="dingtalk_relay"):
+        failed, sent, exposition = asyncio.run(scenario())
+    assert failed == DeliveryResult(ok=False, status_code=503, reason="internal relay error")
+    assert sent == DeliveryResult(ok=True, status_code=200, reason="sent", errcode=0)
+    assert len(calls) == 2
+    for outcome in ("failed", "sent"):
+        assert metric_value(exposition, "dingtalk_relay_notifications_total", {"outcome": outcome}) == 1, outcome
+    [record] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert record.getMessage() == "dispatcher for target default failed"
+    assert record.exc_info is not None and str(record.exc_info[1]) == "transport bug"

@@ -70,6 +70,7 @@ class TargetDispatcher:
 
     def __post_init__(self) -> None:
         self._pending: list[Notification] = []
+        self._in_flight: list[Notification] = []  # the batch _step took out of _pending and is sending
         self._wakeup = asyncio.Event()
         self._not_before = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -131,7 +132,10 @@ class TargetDispatcher:
                     raise
                 except Exception:  # a bug must not kill the target's queue: fail this batch, keep serving
                     log.exception("dispatcher for target %s failed", self.target.name)
-                    batch, self._pending = self._pending, []
+                    if self._in_flight:  # the batch being sent (out of _pending already): the rest still go out
+                        batch, self._in_flight = self._in_flight, []
+                    else:  # it broke before a batch was taken: the queue itself, or this loop would spin on it
+                        batch, self._pending = self._pending, []
                     for n in batch:
                         self._resolve(n, DeliveryResult(False, 503, "internal relay error"), outcome="failed")
 
@@ -153,7 +157,7 @@ class TargetDispatcher:
             # While we sleep, more notifications queue up: they all go out merged in the next message.
             await asyncio.sleep(wait)
             return
-        batch = self._take_batch()
+        batch = self._in_flight = self._take_batch()
         self.bucket.try_take()
         message = self._render(batch)
         remaining = max(n.deadline for n in batch) - self.clock()
@@ -161,6 +165,7 @@ class TargetDispatcher:
             self.target, message.encode(), timeout=max(min(self.policy.http_timeout, remaining), 0.5)
         )
         self._settle(batch, outcome)
+        self._in_flight = []
 
     def _take_batch(self) -> list[Notification]:
         first = self._pending[0]
