@@ -18,8 +18,8 @@ def wav_header(sample_rate: int, data_bytes: int) -> bytes:
 
 def pcm16_to_wav(samples: np.ndarray, sample_rate: int) -> bytes:
     """A complete WAV file (16-bit PCM, mono) holding `samples` (int16)."""
-    pcm = np.ascontiguousarray(samples, dtype="<i2").tobytes()
-    return wav_header(sample_rate, len(pcm)) + pcm
+    pcm = np.ascontiguousarray(samples, dtype="<i2")  # no copy when the samples already are (espeak's, Piper's)
+    return b"".join((wav_header(sample_rate, pcm.nbytes), pcm.data))  # one copy of the audio, not two
 
 
 def float_to_pcm16(audio: np.ndarray) -> np.ndarray:
