@@ -81,7 +81,7 @@ SUITES = {
         ("limiter.py", "api.py", "credentials.py"),
         ("tests/talker_app_tests/test_talker_limiter.py", "tests/talker_app_tests/test_talker_limiter_details.py",
          "tests/talker_app_tests/test_talker_credentials.py", "tests/talker_app_tests/test_talker_streams.py",
-         "tests/talker_app_tests/test_talker_admin_auth.py",
+         "tests/talker_app_tests/test_talker_admin_auth.py", "tests/talker_app_tests/test_talker_api_key_auth.py",
          "tests/talker_app_tests/test_talker_admin.py",
          "tests/talker_app_tests/test_talker_limits.py"),
         ("tests/talker_app_tests", "tests/talker_engines_tests", "stack"),
