@@ -57,8 +57,8 @@ GOAL = 0.85
 # What this bench measured on the shared 2-core box, before/after the wrapper work (services/talker/README.md).
 RECORDED = ("recorded 2026-12-02, 3 before/after pairs of 5 rounds: ratio 0.70/0.52/0.52 before (main a65e439), "
             "0.90/0.62/0.64 after; server CPU per request 5.7-6.1 ms before, 5.0-5.3 ms after (bare 2.8-3.2 ms); "
-            "2026-12-07, pairs of 3 rounds, 23aae1f -> eb2b221 (quick jobs on the event loop): 0.70 -> 0.68 and "
-            "0.72 -> 0.78, server CPU 2.77 -> 2.82 and 2.69 -> 2.47 ms (bare 1.94-1.99 ms, load 1.2-3.3)")
+            "2026-12-07, 5 pairs of 3 rounds, 23aae1f -> eb2b221 (quick jobs on the event loop): median ratio "
+            "0.76 -> 0.79, server CPU 2.70 -> 2.45 ms (bare 1.92-1.99 ms, load 0.2-3.3)")
 
 # speak_lib.h: synchronous output, UTF-8 text, positions in characters.
 _AUDIO_OUTPUT_SYNCHRONOUS, _CHARS_UTF8, _POS_CHARACTER = 2, 1, 1
