@@ -263,3 +263,14 @@ def test_a_new_stream_gets_espeak_before_another_requests_long_synthesis(pipelin
     for t in threads:
         t.join(30)
     assert done == ["first piece", "paragraph"]
+
+
+def test_speakable_maps_fullwidth_digits_and_letters_only_and_keeps_every_position() -> None:
+    from talker.tts.segment import speakable
+
+    text = "电话：１２３４５，ＧＰＵ ｏｋ！（Ａ９）。"
+    said = speakable(text)
+    assert said == "电话：12345，GPU ok！（A9）。"  # fullwidth punctuation is left as it is
+    assert len(said) == len(text)
+    assert speakable("０９ＡＺａｚ") == "09AZaz"  # both ends of each range
+    assert speakable("／＠［｀｛") == "／＠［｀｛"  # the fullwidth signs between and around them are not letters

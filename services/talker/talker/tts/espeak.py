@@ -19,7 +19,7 @@ import numpy as np
 from talker.engine_contract import Cancelled, ShouldStop, UnknownVoice, VoiceInfo
 from talker.tts import PhonemeMark, SynthesizedSpeech
 from talker.tts.prosody import EspeakParams, Prosody, espeak_params
-from talker.tts.segment import pause_after, split_for_streaming
+from talker.tts.segment import pause_after, speakable, split_for_streaming
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +283,7 @@ class EspeakEngine:
         if voice is None:
             raise UnknownVoice(voice_id)
         params = espeak_params(prosody)
-        encoded = text.replace("\x00", " ").encode("utf-8") + b"\x00"
+        encoded = speakable(text).replace("\x00", " ").encode("utf-8") + b"\x00"
         with _LOCK.hold(urgent=urgent, wait=wait):  # urgent: a stream's first piece (SynthLock)
             lib, rate = _load_library()
             if _configured != (voice.espeak_name, params):

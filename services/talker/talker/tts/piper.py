@@ -25,7 +25,7 @@ from talker.accelerators import DevicePool
 from talker.engine_contract import Cancelled, ShouldStop, UnknownVoice, VoiceInfo
 from talker.tts import SynthesizedSpeech
 from talker.tts.prosody import Prosody, piper_params
-from talker.tts.segment import split_for_streaming
+from talker.tts.segment import speakable, split_for_streaming
 from talker.tts.wav import float_to_pcm16
 
 log = logging.getLogger(__name__)
@@ -282,7 +282,7 @@ class PiperEngine:
                 raise Cancelled("speech synthesis cancelled")
             with self._pool.use() as device:  # each piece on the least busy GPU (one device: always it)
                 voice = per_device[device]
-                sentences = voice.synthesize(piece, syn_config=syn)
+                sentences = voice.synthesize(speakable(piece), syn_config=syn)
                 while True:
                     # The run can be stopped mid-inference: a long sentence takes Piper up to a second here.
                     with self._stopper.watching(should_stop, voice.session):  # type: ignore[attr-defined]

@@ -9,6 +9,9 @@ that opens a phrase (a conjunction or preposition: "and", "without", ...) after 
 its first words sooner, and the break falls where a speaker could pause, not after "and".
 Each CJK character counts as a word (about one syllable) and may be a cut point, as the script has no
 spaces. A piece is a slice of the text, so nothing is added, dropped or reordered.
+
+`speakable` is what every engine hands its synthesizer: espeak-ng (and Piper, which phonemizes with it)
+silently skips fullwidth digits, so "电话１２３４５" was spoken as "电话" alone.
 """
 
 from __future__ import annotations
@@ -28,6 +31,22 @@ PHRASE_OPENERS = frozenset("""
     through during against about across along around behind beyond near toward towards upon except despite
 """.split())
 _WORD_EDGES = "\"'“”‘’()[]{}¿¡"
+
+
+# Fullwidth digits and Latin letters (U+FF10-FF19, U+FF21-FF3A, U+FF41-FF5A), common in Chinese text, to their
+# ASCII forms: espeak-ng says nothing for a fullwidth digit and spells a fullwidth word letter by letter.
+# Character for character, so positions in the text (espeak's phoneme marks) stay where they were.
+# Fullwidth punctuation is left alone: the voices pause on it as on its ASCII form.
+_FULLWIDTH_TO_ASCII = str.maketrans({
+    **{0xFF10 + i: 0x30 + i for i in range(10)},
+    **{0xFF21 + i: 0x41 + i for i in range(26)},
+    **{0xFF41 + i: 0x61 + i for i in range(26)},
+})
+
+
+def speakable(text: str) -> str:
+    """`text` as the synthesizer should read it: fullwidth digits and letters as ASCII, same length."""
+    return text.translate(_FULLWIDTH_TO_ASCII)
 
 
 def split_for_streaming(text: str, *, first_max_words: int, max_words: int,
