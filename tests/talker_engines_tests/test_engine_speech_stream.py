@@ -274,3 +274,19 @@ def test_speakable_maps_fullwidth_digits_and_letters_only_and_keeps_every_positi
     assert len(said) == len(text)
     assert speakable("０９ＡＺａｚ") == "09AZaz"  # both ends of each range
     assert speakable("／＠［｀｛") == "／＠［｀｛"  # the fullwidth signs between and around them are not letters
+
+
+
+def test_split_long_clauses_cuts_only_a_clause_whose_numbers_expand_too_far() -> None:
+    from talker.tts.segment import CALL_MAX_WORDS, split_long_clauses, spoken_words
+
+    assert (spoken_words("word"), spoken_words("2024"), spoken_words("$1,234."), spoken_words("第3")) == (1, 8, 8, 2)
+    numbers = " ".join(["2024"] * 100)  # one clause of about 300 spoken words: espeak-ng dropped its last 40 %
+    pieces = split_long_clauses(numbers)
+    assert " ".join(pieces) == numbers
+    assert [len(p.split()) for p in pieces] == [12] * 8 + [4]  # 12 x 8 = 96 <= CALL_MAX_WORDS < 13 x 8
+    assert CALL_MAX_WORDS == 100
+    # Clause and sentence marks end a clause: a text of many short ones stays one call, however long.
+    for text in ["2024, " * 80, "2024. " * 80, " ".join(["word"] * 100), "你好。" * 100, ""]:
+        assert split_long_clauses(text) == [text]
+    assert split_long_clauses(" ".join(["word"] * 101)) == [" ".join(["word"] * 100), "word"]

@@ -297,3 +297,29 @@ def test_engine_fullwidth_digits_and_letters_are_spoken_like_their_ascii_forms(
     streamed = pipeline.stream_speech(fullwidth, voice=voice)
     assert len(list(streamed)) >= 1
     assert streamed.audio_seconds == pytest.approx(expected, rel=0.1, abs=0.15)
+
+
+@pytest.mark.parametrize("voice", ["en-us", PIPER_VOICE])
+def test_engine_a_text_dense_with_numbers_is_spoken_in_full_whole_and_streamed(pipeline: Pipeline,
+                                                                               voice: str) -> None:
+    # One synthesizer call whose numbers expand past ~300 words lost the rest without a word: 100 times "2024"
+    # (500 characters) gave 82 s (espeak-ng) and 76 s (Piper) instead of ~133 s and ~121 s.
+    ten = pipeline.synthesize(" ".join(["2024"] * 10), voice=voice).audio_seconds
+    text = " ".join(["2024"] * 100)
+    whole = pipeline.synthesize(text, voice=voice, max_seconds=600)
+    assert whole.audio_seconds == pytest.approx(10 * ten, rel=0.06) and not whole.truncated
+    streamed = pipeline.stream_speech(text, voice=voice, max_seconds=600)
+    assert len(list(streamed)) > 1
+    assert streamed.audio_seconds == pytest.approx(10 * ten, rel=0.06)
+
+
+def test_engine_espeak_text_of_several_calls_keeps_its_phoneme_times_in_order() -> None:
+    # /v1/talk's mouth reads the phoneme marks of the whole text: pieces joined must count from its start.
+    engine = EspeakEngine()
+    text = " ".join(["2024"] * 30)
+    speech = engine.synthesize(text, "en-us", prosody_for())
+    starts = [m.start_s for m in speech.phonemes]
+    assert starts == sorted(starts) and len(starts) > 100
+    assert starts[-1] > speech.seconds - 1.0  # the last number's phonemes sit at the end, not at a piece's start
+    first_piece = engine.synthesize(" ".join(["2024"] * 5), "en-us", prosody_for())
+    assert speech.seconds > 5 * first_piece.seconds  # 30 numbers, more than one call's worth

@@ -19,7 +19,7 @@ import numpy as np
 from talker.engine_contract import Cancelled, ShouldStop, UnknownVoice, VoiceInfo
 from talker.tts import PhonemeMark, SynthesizedSpeech
 from talker.tts.prosody import EspeakParams, Prosody, espeak_params
-from talker.tts.segment import pause_after, speakable, split_for_streaming
+from talker.tts.segment import pause_after, speakable, split_for_streaming, split_long_clauses
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ class _Collector:
     phonemes: list[PhonemeMark] | None = field(default_factory=list)  # None: the caller needs no phoneme timing
     cancelled: bool = False
     error: BaseException | None = None
+    offset_s: float = 0.0  # audio before this espeak_Synth call (a text of several calls: split_long_clauses)
 
 
 class SynthesizerBusy(Exception):
@@ -181,7 +182,7 @@ def _on_synth(wav: int | None, n: int, events: int | None) -> int:
             while (ev := EspeakEvent.from_address(events)).type != _EVENT_LIST_TERMINATED:
                 if ev.type == _EVENT_PHONEME:
                     name = ev.id.string.decode("utf-8", "replace")
-                    phonemes.append(PhonemeMark(ev.audio_position / 1000.0, name))
+                    phonemes.append(PhonemeMark(collector.offset_s + ev.audio_position / 1000.0, name))
                 events += _EVENT_SIZE
         return 1 if collector.truncated else 0
     except BaseException as exc:  # re-raised by synthesize() once the C call has returned
@@ -283,7 +284,8 @@ class EspeakEngine:
         if voice is None:
             raise UnknownVoice(voice_id)
         params = espeak_params(prosody)
-        encoded = speakable(text).replace("\x00", " ").encode("utf-8") + b"\x00"
+        # Usually one call; a clause whose numbers expand too far for espeak-ng is cut into several (segment.py).
+        calls = [speakable(part).replace("\x00", " ").encode("utf-8") + b"\x00" for part in split_long_clauses(text)]
         with _LOCK.hold(urgent=urgent, wait=wait):  # urgent: a stream's first piece (SynthLock)
             lib, rate = _load_library()
             if _configured != (voice.espeak_name, params):
@@ -296,7 +298,11 @@ class EspeakEngine:
                 _configured = (voice.espeak_name, params)
             collector = _active = _Collector(should_stop=should_stop, max_samples=max_samples,
                                              phonemes=[] if phonemes else None)
-            status = lib.espeak_Synth(encoded, len(encoded), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+            for encoded in calls:
+                collector.offset_s = collector.samples / rate
+                status = lib.espeak_Synth(encoded, len(encoded), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+                if status != _EE_OK or collector.cancelled or collector.error is not None or collector.truncated:
+                    break
             _active = _Collector()
         if collector.cancelled:
             raise Cancelled("speech synthesis cancelled")

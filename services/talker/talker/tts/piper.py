@@ -9,6 +9,7 @@ mounted voice with the bundled voice's name replaces it). Ids are `piper:<name>`
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -25,7 +26,7 @@ from talker.accelerators import DevicePool
 from talker.engine_contract import Cancelled, ShouldStop, UnknownVoice, VoiceInfo
 from talker.tts import SynthesizedSpeech
 from talker.tts.prosody import Prosody, piper_params
-from talker.tts.segment import speakable, split_for_streaming
+from talker.tts.segment import speakable, split_for_streaming, split_long_clauses
 from talker.tts.wav import float_to_pcm16
 
 log = logging.getLogger(__name__)
@@ -282,7 +283,10 @@ class PiperEngine:
                 raise Cancelled("speech synthesis cancelled")
             with self._pool.use() as device:  # each piece on the least busy GPU (one device: always it)
                 voice = per_device[device]
-                sentences = voice.synthesize(speakable(piece), syn_config=syn)
+                # Usually one call; a clause whose numbers expand too far for the espeak-ng phonemizer is cut into
+                # several (segment.py). chain() is lazy: each inference still runs inside watching() below.
+                sentences = itertools.chain.from_iterable(
+                    voice.synthesize(part, syn_config=syn) for part in split_long_clauses(speakable(piece)))
                 while True:
                     # The run can be stopped mid-inference: a long sentence takes Piper up to a second here.
                     with self._stopper.watching(should_stop, voice.session):  # type: ignore[attr-defined]
