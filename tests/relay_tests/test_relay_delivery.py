@@ -266,8 +266,8 @@ def test_relay_hard_byte_cap_keeps_a_message_dingtalk_would_refuse_deliverable(
 
 
 def test_relay_dispatcher_stop_cancels_the_send_and_answers_queued_callers_503():
-    """Shutdown: the DingTalk request in flight is cancelled, callers still queued get 503 (Alertmanager
-    retries against the next relay process), nothing waits for its deadline."""
+    """Shutdown: the DingTalk request in flight is cancelled; its caller and the callers still queued get 503
+    (Alertmanager retries against the next relay process), nothing waits for its deadline."""
     from dingtalk_relay.client import DingTalkClient
     from dingtalk_relay.delivery import DeliveryPolicy, TargetDispatcher
     from dingtalk_relay.metrics import RelayMetrics
@@ -277,7 +277,7 @@ def test_relay_dispatcher_stop_cancels_the_send_and_answers_queued_callers_503()
     from dingtalk_relay.targets import Target
     from pydantic import SecretStr
 
-    async def scenario() -> tuple[bool, Any, str]:
+    async def scenario() -> tuple[bool, Any, Any, str]:
         in_flight, cancelled = asyncio.Event(), asyncio.Event()
 
         async def hanging_dingtalk(request: httpx.Request) -> httpx.Response:
@@ -304,14 +304,78 @@ def test_relay_dispatcher_stop_cancels_the_send_and_answers_queued_callers_503()
             await asyncio.sleep(0.05)
             await asyncio.wait_for(dispatcher.stop(), 5)
             result = await asyncio.wait_for(queued, 5)
-            first.cancel()
-            return cancelled.is_set(), result, relay_metrics.exposition().decode()
+            sending = await asyncio.wait_for(first, 5)
+            return cancelled.is_set(), sending, result, relay_metrics.exposition().decode()
 
-    was_cancelled, result, exposition = asyncio.run(scenario())
+    was_cancelled, sending, result, exposition = asyncio.run(scenario())
     assert was_cancelled
     assert (result.ok, result.status_code, result.reason) == (False, 503, "relay shutting down")
-    assert metric_value(exposition, "dingtalk_relay_notifications_total", {"outcome": "failed"}) == 1
+    assert (sending.ok, sending.status_code, sending.reason) == (False, 503, "relay shutting down")
+    assert metric_value(exposition, "dingtalk_relay_notifications_total", {"outcome": "failed"}) == 2
     assert metric_value(exposition, "dingtalk_relay_notifications_total", {"outcome": "sent"}) == 0
+
+
+def _dispatch_past_deadline(answers: list[httpx.Response]) -> tuple[Any, Any, list[bytes], str]:
+    """Two notifications through a real dispatcher: the first with a 0.1 s deadline whose DingTalk request takes
+    0.4 s (its deadline passes while it is in flight), then a second one. DingTalk answers `answers` in turn."""
+    from dingtalk_relay.client import DingTalkClient
+    from dingtalk_relay.delivery import DeliveryPolicy, TargetDispatcher
+    from dingtalk_relay.metrics import RelayMetrics
+    from dingtalk_relay.models import WebhookPayload
+    from dingtalk_relay.ratelimit import TokenBucket
+    from dingtalk_relay.render import MessageRenderer
+    from dingtalk_relay.targets import Target
+    from pydantic import SecretStr
+
+    calls: list[bytes] = []
+
+    async def scenario() -> tuple[Any, Any, str]:
+        async def slow_dingtalk(request: httpx.Request) -> httpx.Response:
+            calls.append(request.content)
+            if len(calls) == 1:
+                await asyncio.sleep(0.4)  # a slow DingTalk, not synchronisation: the test waits on results
+            return answers[len(calls) - 1]
+
+        renderer = MessageRenderer(timezone="Asia/Shanghai", max_body_bytes=19000)
+        views = renderer.views(WebhookPayload.model_validate(real_payload()))
+        relay_metrics = RelayMetrics()
+        relay_metrics.init_targets(["default"])
+        async with httpx.AsyncClient(transport=httpx.MockTransport(slow_dingtalk)) as http:
+            dispatcher = TargetDispatcher(Target(name="default", token=SecretStr("t")), DingTalkClient(http), renderer,
+                                          TokenBucket(600, 10), relay_metrics,
+                                          DeliveryPolicy(http_timeout=5, retry_initial_backoff=0.01))
+            dispatcher.start()
+            first = await dispatcher.deliver_alerts(views, upstream_truncated=0, deadline_s=0.1)
+            second = await dispatcher.deliver_alerts(views, upstream_truncated=0, deadline_s=10)
+            await dispatcher.stop()
+        return first, second, relay_metrics.exposition().decode()
+
+    first, second, exposition = asyncio.run(scenario())
+    return first, second, calls, exposition
+
+
+def test_relay_caller_whose_deadline_passes_in_flight_gets_dingtalks_answer_not_a_503():
+    # Answering 503 while the message was on its way made Alertmanager send the alert again: delivered twice.
+    ok = httpx.Response(200, json={"errcode": 0, "errmsg": "ok"})
+    first, second, calls, exposition = _dispatch_past_deadline([ok, ok])
+    assert (first.ok, first.status_code) == (True, 200)
+    assert (second.ok, second.status_code) == (True, 200)
+    assert len(calls) == 2  # one message each: the first was not sent again, nor merged into the second
+    assert metric_value(exposition, "dingtalk_relay_notifications_total", {"outcome": "sent"}) == 2
+    assert metric_value(exposition, "dingtalk_relay_notifications_total", {"outcome": "failed"}) == 0
+
+
+def test_relay_in_flight_send_that_fails_past_the_deadline_is_answered_503_and_not_retried():
+    busy = httpx.Response(200, json={"errcode": -1, "errmsg": "system busy"})  # retryable
+    ok = httpx.Response(200, json={"errcode": 0, "errmsg": "ok"})
+    first, second, calls, exposition = _dispatch_past_deadline([busy, ok, ok])
+    assert (first.ok, first.status_code) == (False, 503) and "system busy" in first.reason
+    assert (second.ok, second.status_code) == (True, 200)
+    # The second message carries the second notification's alert alone: the first was not queued for a retry.
+    assert len(calls) == 2
+    # real_payload() holds one alert: merged, the second message would count two.
+    assert [json.loads(c)["markdown"]["title"][:8] for c in calls] == ["[告警 1 条]", "[告警 1 条]"]
+    assert metric_value(exposition, "dingtalk_relay_notifications_total", {"outcome": "failed"}) == 1
 
 
 def test_relay_dispatcher_success_result_and_delivery_duration():

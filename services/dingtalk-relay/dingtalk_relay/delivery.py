@@ -43,6 +43,7 @@ class Notification:
     future: asyncio.Future[DeliveryResult]
     system_message: DingTalkMessage | None = None  # heartbeat messages are sent as they are, never merged
     abandoned: bool = False
+    in_flight: bool = False  # in the message being sent now: DingTalk's answer decides, even past the deadline
     counted_rate_limited: bool = False
     attempts: int = 0
     last_reason: str = ""
@@ -83,8 +84,9 @@ class TargetDispatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for notification in self._pending:
+        for notification in self._in_flight + self._pending:
             self._resolve(notification, DeliveryResult(False, 503, "relay shutting down"), outcome="failed")
+        self._in_flight = []
         self._pending.clear()
 
     # -- callers ------------------------------------------------------------------------------------------
@@ -113,9 +115,14 @@ class TargetDispatcher:
         try:
             return await asyncio.wait_for(asyncio.shield(notification.future), timeout=deadline_s)
         except TimeoutError:
-            notification.abandoned = True
             if notification.future.done():  # resolved in the same instant the deadline fired
                 return notification.future.result()
+            if notification.in_flight:
+                # Already on its way to DingTalk: answering 503 now would make Alertmanager send it again. The
+                # send's own timeout (at most max(remaining, 0.5 s)) bounds this wait; a retryable failure past
+                # the deadline is answered 503 by _settle, a stop by stop().
+                return await notification.future
+            notification.abandoned = True
             self.metrics.notifications.labels(self.target.name, "failed").inc()
             why = notification.last_reason or "waiting for the rate limit"
             return DeliveryResult(False, 503, f"not delivered within {deadline_s:g}s ({why})")
@@ -158,6 +165,8 @@ class TargetDispatcher:
             await asyncio.sleep(wait)
             return
         batch = self._in_flight = self._take_batch()
+        for n in batch:
+            n.in_flight = True
         self.bucket.try_take()
         message = self._render(batch)
         remaining = max(n.deadline for n in batch) - self.clock()
@@ -227,11 +236,16 @@ class TargetDispatcher:
             return
         self.metrics.notifications.labels(name, "retried").inc()
         attempt = max(n.attempts for n in batch) + 1
+        now = self.clock()
         for n in batch:
             n.attempts = attempt
             n.last_reason = outcome.reason
+            n.in_flight = False
+            if now >= n.deadline:  # its caller is waiting past its deadline only for this send's answer
+                self._resolve(n, DeliveryResult(False, 503, f"not delivered in time ({outcome.reason})"),
+                              outcome="failed")
         log.info("target %s: %s; retry %d", name, outcome.reason, attempt)
-        self._pending = batch + self._pending
+        self._pending = [n for n in batch if not n.future.done()] + self._pending
         self._not_before = self.clock() + self.policy.backoff(attempt)
 
     def _resolve(self, notification: Notification, result: DeliveryResult, *, outcome: str) -> None:
