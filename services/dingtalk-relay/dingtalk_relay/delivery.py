@@ -43,7 +43,6 @@ class Notification:
     future: asyncio.Future[DeliveryResult]
     system_message: DingTalkMessage | None = None  # heartbeat messages are sent as they are, never merged
     abandoned: bool = False
-    in_flight: bool = False  # in the message being sent now: DingTalk's answer decides, even past the deadline
     counted_rate_limited: bool = False
     attempts: int = 0
     last_reason: str = ""
@@ -117,7 +116,7 @@ class TargetDispatcher:
         except TimeoutError:
             if notification.future.done():  # resolved in the same instant the deadline fired
                 return notification.future.result()
-            if notification.in_flight:
+            if notification in self._in_flight:
                 # Already on its way to DingTalk: answering 503 now would make Alertmanager send it again. The
                 # send's own timeout (at most max(remaining, 0.5 s)) bounds this wait; a retryable failure past
                 # the deadline is answered 503 by _settle, a stop by stop().
@@ -164,9 +163,7 @@ class TargetDispatcher:
             # While we sleep, more notifications queue up: they all go out merged in the next message.
             await asyncio.sleep(wait)
             return
-        batch = self._in_flight = self._take_batch()
-        for n in batch:
-            n.in_flight = True
+        batch = self._in_flight = self._take_batch()  # DingTalk's answer decides for these, even past a deadline
         self.bucket.try_take()
         message = self._render(batch)
         remaining = max(n.deadline for n in batch) - self.clock()
@@ -240,7 +237,6 @@ class TargetDispatcher:
         for n in batch:
             n.attempts = attempt
             n.last_reason = outcome.reason
-            n.in_flight = False
             if now >= n.deadline:  # its caller is waiting past its deadline only for this send's answer
                 self._resolve(n, DeliveryResult(False, 503, f"not delivered in time ({outcome.reason})"),
                               outcome="failed")
