@@ -58,7 +58,9 @@ GOAL = 0.85
 RECORDED = ("recorded 2026-12-02, 3 before/after pairs of 5 rounds: ratio 0.70/0.52/0.52 before (main a65e439), "
             "0.90/0.62/0.64 after; server CPU per request 5.7-6.1 ms before, 5.0-5.3 ms after (bare 2.8-3.2 ms); "
             "2026-12-07, 5 pairs of 3 rounds, 23aae1f -> eb2b221 (quick jobs on the event loop): median ratio "
-            "0.76 -> 0.79, server CPU 2.70 -> 2.45 ms (bare 1.92-1.99 ms, load 0.2-3.3)")
+            "0.76 -> 0.79, server CPU 2.70 -> 2.45 ms (bare 1.92-1.99 ms, load 0.2-3.3); then 3 pairs, 367eaee -> "
+            "quick jobs on their own thread: 0.795/0.795/0.802 -> 0.942/0.953/0.955, server CPU 2.39-2.43 -> "
+            "2.43-2.49 ms (load 0.15-1.0)")
 
 # speak_lib.h: synchronous output, UTF-8 text, positions in characters.
 _AUDIO_OUTPUT_SYNCHRONOUS, _CHARS_UTF8, _POS_CHARACTER = 2, 1, 1

@@ -1,7 +1,7 @@
 """The limiter's smaller promises, each pinned so a one-line change fails a test (see `make mutation`):
 the Retry-After hint and its running mean of job durations, deadlines already spent, the worker threads'
 names, shutdown not waiting for a stuck job, no "exception never retrieved" noise, and quick jobs done on the
-event loop's thread inside their slot."""
+quick thread inside their slot, which goes back exactly once whenever their caller leaves."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 import types
+import weakref
 from collections.abc import Callable
 
 import pytest
@@ -86,10 +87,9 @@ def test_talker_limiter_mean_job_duration_is_a_0_8_0_2_running_mean(monkeypatch:
     asyncio.run(scenario())
 
 
-def test_talker_limiter_quick_job_runs_on_the_loop_inside_its_slot_else_the_job_runs_in_a_worker() -> None:
+def test_talker_limiter_quick_job_runs_on_the_quick_thread_inside_its_slot_else_the_job_runs_in_a_worker() -> None:
     async def scenario() -> None:
         limiter = SynthesisLimiter(max_concurrency=1, max_queue=1)
-        loop_thread = threading.current_thread()
         seen: list[tuple[str, int]] = []
 
         def quick(answer: str | None) -> Callable[[], str | None]:
@@ -102,8 +102,8 @@ def test_talker_limiter_quick_job_runs_on_the_loop_inside_its_slot_else_the_job_
             return f"job in {threading.current_thread().name}"
 
         assert await limiter.run(job, 5, quick=quick("quick answer")) == "quick answer"
-        assert seen == [(loop_thread.name, 1)]  # on this thread, holding the one slot
-        assert limiter.active == 0  # given back at once: no worker thread to wait for
+        assert seen == [("talker-quick", 1)]  # on the quick thread (not the loop's), holding the one slot
+        assert limiter.active == 0  # given back as the answer came: no worker thread to wait for
 
         answer = await limiter.run(job, 5, quick=quick(None))  # could not be quick: the worker does it
         assert answer.startswith("job in talker-synth_")
@@ -123,9 +123,119 @@ def test_talker_limiter_quick_job_runs_on_the_loop_inside_its_slot_else_the_job_
         await poll_async(lambda: limiter.waiting == 1)
         assert seen == []
         gate.set()
-        assert await queued == "after the slot" and seen == [(loop_thread.name, 1)]
+        assert await queued == "after the slot" and seen == [("talker-quick", 1)]
         await asyncio.gather(*tasks)
         limiter.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_talker_limiter_quick_job_whose_caller_left_gives_its_slot_back_once_it_has_returned() -> None:
+    async def scenario() -> None:
+        limiter = SynthesisLimiter(max_concurrency=1, max_queue=1)
+        jobs: list[str] = []
+
+        def job(stop: threading.Event) -> str:
+            jobs.append("job")
+            return "job"
+
+        for answer in ("an answer nobody wants", None):  # None: the job it asks for must not run either
+            gate, started = threading.Event(), threading.Event()
+
+            def quick(answer: str | None = answer, gate: threading.Event = gate,
+                      started: threading.Event = started) -> str | None:
+                started.set()
+                gate.wait(10)
+                return answer
+
+            caller = asyncio.create_task(limiter.run(job, 5, quick=quick))
+            await poll_async(started.is_set)
+            caller.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await caller
+            assert limiter.active == 1  # quick() still runs in the slot: not given back yet
+            gate.set()
+            await poll_async(lambda: limiter.active == 0)
+        assert jobs == []
+        assert await limiter.run(job, 5) == "job" and limiter.active == 0  # given back once: one slot, not two
+        limiter.shutdown()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("outcome", ["answer", "none", "error"])
+def test_talker_limiter_quick_job_caller_cancelled_after_it_returned_gives_the_slot_back(
+    outcome: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The cancel lands after quick() has returned (its answer is set) but before the caller resumed.
+    async def scenario() -> None:
+        limiter = SynthesisLimiter(max_concurrency=1, max_queue=1)
+        loop = asyncio.get_running_loop()
+        jobs: list[str] = []
+        caller: asyncio.Task[str | None] | None = None
+
+        def quick() -> str | None:
+            # Queued before quick()'s return reaches the loop, this queues the cancel behind it.
+            loop.call_soon_threadsafe(lambda: loop.call_soon(caller.cancel))  # type: ignore[union-attr]
+            if outcome == "error":
+                raise ValueError("no such voice")
+            return "answer" if outcome == "answer" else None
+
+        caller = asyncio.create_task(limiter.run(lambda stop: jobs.append("job"), 5, quick=quick))
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        await poll_async(lambda: limiter.active == 0)
+        assert jobs == []
+        assert limiter.active == 0 and limiter.waiting == 0
+        limiter.shutdown()
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        asyncio.run(scenario())
+        gc.collect()
+    assert "never retrieved" not in caplog.text
+
+
+def test_talker_limiter_quick_thread_runs_what_came_before_shutdown_then_ends_and_refuses_more() -> None:
+    async def scenario() -> None:
+        limiter = SynthesisLimiter(max_concurrency=2, max_queue=0)
+        gate, started = threading.Event(), threading.Event()
+
+        def first() -> str:
+            started.set()
+            gate.wait(10)
+            return "first"
+
+        running = asyncio.create_task(limiter.run(lambda stop: "job", 5, quick=first))
+        await poll_async(started.is_set)
+        queued = asyncio.create_task(limiter.run(lambda stop: "job", 5, quick=lambda: "second"))
+        await poll_async(lambda: limiter.active == 2)
+        limiter.shutdown()
+        gate.set()
+        assert await asyncio.gather(running, queued) == ["first", "second"]  # submitted before: still answered
+        with pytest.raises(RuntimeError, match="after shutdown"):
+            await asyncio.wait_for(limiter.run(lambda stop: "job", 5, quick=lambda: "third"), 10)
+        assert limiter.active == 0  # the refused one's slot went back
+        await poll_async(lambda: not any(t.name == "talker-quick" and t.is_alive() for t in threading.enumerate()))
+
+    asyncio.run(scenario())
+
+
+def test_talker_limiter_quick_thread_keeps_nothing_of_a_finished_job() -> None:
+    # A quick job's closure holds its request (text, audio): it must not stay alive while the thread waits.
+    class Quick:
+        def __call__(self) -> str:
+            return "answer"
+
+    async def scenario() -> weakref.ref[Quick]:
+        limiter = SynthesisLimiter(max_concurrency=1, max_queue=0)
+        quick = Quick()
+        ref = weakref.ref(quick)
+        assert await limiter.run(lambda stop: "job", 5, quick=quick) == "answer"
+        del quick
+        gc.collect()
+        await poll_async(lambda: ref() is None)  # the thread has dropped it by the time it waits for the next
+        limiter.shutdown()
+        return ref
 
     asyncio.run(scenario())
 

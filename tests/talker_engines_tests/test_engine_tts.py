@@ -245,9 +245,10 @@ def test_engine_espeak_audio_without_phonemes_is_the_same_speech(pipeline: Pipel
 
 
 def test_engine_quick_speech_is_the_same_speech_or_nothing(pipeline: Pipeline) -> None:
-    # /v1/tts tries synthesize_quick() on the event loop's thread first: it must say what synthesize() says, or
-    # decline (None) without keeping that thread waiting. (espeak-ng varies a sentence's length by a few
-    # percent from one call to the next, so lengths are compared within 0.1 s, not sample for sample.)
+    # /v1/tts tries synthesize_quick() on the limiter's quick thread first: it must say what synthesize() says,
+    # or decline (None) without keeping that thread (and the quick jobs behind it) waiting. (espeak-ng varies a
+    # sentence's length by a few percent from one call to the next, so lengths are compared within 0.1 s, not
+    # sample for sample.)
     from talker.pipeline import QUICK_MAX_AUDIO_S, QUICK_MAX_CHARS
     from talker.tts.espeak import _LOCK
 

@@ -4,7 +4,9 @@ Synthesis is CPU/GPU bound: running more jobs than slots only makes every job sl
 unbounded queue turns overload into timeouts for everyone. So: at most `max_concurrency` jobs run
 (in a thread pool of that size, keeping the event loop free), at most `max_queue` wait, the rest
 are refused at once (429). A job that can be done in a few milliseconds (`quick`) is done on the
-event loop's thread once it holds its slot: cheaper than the hand-off to a worker and back.
+limiter's one quick thread once it holds its slot: a hand-off of microseconds (no future chain, no
+deadline timer), and while its C code runs without the GIL the event loop serves other requests' HTTP
+on the other core. Done on the loop's own thread instead, the two would take turns on one core.
 A request that outlives its deadline is answered 503 (still queued) or 504 (running); a running job
 is told to stop through its stop event and gives its slot back when its thread returns, so a
 timed-out job never keeps the next request waiting for long.
@@ -20,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -57,6 +60,7 @@ class SynthesisLimiter:
         self.max_queue = max_queue
         self._on_change = on_change  # (active, waiting) -> None, e.g. to set gauges
         self._executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="talker-synth")
+        self._quick_lane = QuickLane("talker-quick")
         self._active = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._avg_job_s = 1.0  # running mean of job durations, for Retry-After
@@ -72,24 +76,57 @@ class SynthesisLimiter:
     async def run(self, job: Job[T], timeout_s: float, *, quick: Callable[[], T | None] | None = None) -> T:
         """Run job(stop_event) in a slot; raises Overloaded, QueueTimeout or RunTimeout.
 
-        quick: tried first, on this thread, once the slot is held; its result (not None) is the answer. None
+        quick: tried first, on the quick thread, once the slot is held; its result (not None) is the answer. None
         means it could not be quick and did nothing: then job runs in a worker thread as usual. It must take
-        milliseconds at most (it holds the event loop) and cannot be stopped, so it has no deadline of its own."""
+        milliseconds at most (quick jobs queue for the one thread) and cannot be stopped, so it has no deadline
+        of its own."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         await self._acquire(deadline)
         if quick is not None:
-            started = time.monotonic()
-            try:
-                done = quick()
-            except BaseException:
-                self._release()
-                raise
+            done = await self._run_quick(quick)
             if done is not None:
-                self._avg_job_s = 0.8 * self._avg_job_s + 0.2 * (time.monotonic() - started)
-                self._release()
                 return done
         return await self._execute(job, deadline, self._release)
+
+    async def _run_quick(self, quick: Callable[[], T | None]) -> T | None:
+        """quick() on the quick thread, in the slot the caller holds. An answer (not None) or an exception gives
+        the slot back; None keeps it for the job. A caller that leaves gives it back once quick() has returned."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[T | None] = loop.create_future()
+
+        def returned(result: T | None, error: BaseException | None) -> None:  # on the loop, after quick()
+            if answer.cancelled():
+                self._release()  # its caller left while it ran: no answer is wanted, no job will run
+            elif error is not None:
+                answer.set_exception(error)
+            else:
+                answer.set_result(result)
+
+        def returned_in_thread(result: T | None, error: BaseException | None) -> None:
+            with contextlib.suppress(RuntimeError):  # loop already closed at shutdown
+                loop.call_soon_threadsafe(returned, result, error)
+
+        started = time.monotonic()
+        try:
+            self._quick_lane.submit(quick, returned_in_thread)
+        except BaseException:
+            self._release()
+            raise
+        # From here the slot is given back by this coroutine, unless it is cancelled while quick() runs.
+        try:
+            done = await answer
+        except asyncio.CancelledError:
+            if answer.done() and not answer.cancelled():  # quick() had returned: returned() kept the slot
+                self._release()
+            raise
+        except BaseException:
+            self._release()
+            raise
+        if done is not None:
+            self._avg_job_s = 0.8 * self._avg_job_s + 0.2 * (time.monotonic() - started)
+            self._release()
+        return done
 
     async def hold(self, queue_timeout_s: float) -> HeldSlot:
         """One slot for several jobs in a row (HeldSlot.run), until HeldSlot.release(). Waits in the queue like
@@ -186,6 +223,7 @@ class SynthesisLimiter:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._quick_lane.shutdown()
 
 
 class HeldSlot:
@@ -241,6 +279,42 @@ class HeldSlot:
         if not self.returned:
             self.returned = True
             self._limiter._release()
+
+
+class QuickLane:
+    """One long-lived thread that runs submitted calls one after the other (SynthesisLimiter's quick jobs).
+
+    The hand-off is a SimpleQueue put and, on return, the caller's own callback: no future objects per call."""
+
+    _STOP = object()
+
+    def __init__(self, name: str) -> None:
+        self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, call: Callable[[], T], returned: Callable[[T | None, BaseException | None], None]) -> None:
+        """Run call() on the thread, then returned(result, None), or returned(None, exception) if it raised."""
+        if self._closed:
+            raise RuntimeError("cannot run quick jobs after shutdown")
+        self._calls.put((call, returned))
+
+    def shutdown(self) -> None:
+        """The thread ends once the calls already submitted have run (each takes milliseconds)."""
+        self._closed = True
+        self._calls.put(self._STOP)
+
+    def _serve(self) -> None:
+        while (item := self._calls.get()) is not self._STOP:
+            call, returned = item
+            try:
+                result = call()
+            except BaseException as exc:  # handed to the caller, re-raised there
+                returned(None, exc)
+            else:
+                returned(result, None)
+            del item, call, returned  # nothing of a finished call stays referenced while the thread waits
 
 
 def _consume_exception(future: asyncio.Future[object]) -> None:

@@ -43,9 +43,10 @@ log = logging.getLogger(__name__)
 
 _RENDER_BATCH = 32
 _WARMUP_TEXT = "Hello."
-# synthesize_quick(): a text this short in an espeak-ng voice takes a few milliseconds, less than handing it to a
-# worker thread and back costs (bench/bench_tts_bare.py). The audio bound caps how long the caller's thread is
-# held whatever the text says (digits and Chinese say far more per character): about 8 ms at espeak's ~600x.
+# synthesize_quick(): a text this short in an espeak-ng voice takes a few milliseconds; /v1/tts runs it on the
+# limiter's quick thread, a cheaper hand-off than the worker pool's (bench/bench_tts_bare.py). The audio bound caps
+# how long that thread is held, and the quick jobs queued behind it wait, whatever the text says (digits and
+# Chinese say far more per character): about 8 ms at espeak's ~600x.
 QUICK_MAX_CHARS = 120
 QUICK_MAX_AUDIO_S = 5.0
 
