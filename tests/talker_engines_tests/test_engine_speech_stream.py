@@ -290,3 +290,21 @@ def test_split_long_clauses_cuts_only_a_clause_whose_numbers_expand_too_far() ->
     for text in ["2024, " * 80, "2024. " * 80, " ".join(["word"] * 100), "你好。" * 100, ""]:
         assert split_long_clauses(text) == [text]
     assert split_long_clauses(" ".join(["word"] * 101)) == [" ".join(["word"] * 100), "word"]
+
+
+def test_long_digit_runs_are_spelled_out_and_cut_into_calls() -> None:
+    from talker.tts.segment import CALL_MAX_WORDS, LONG_DIGIT_RUN, spell_long_digit_runs, synthesis_calls
+
+    assert LONG_DIGIT_RUN == 32
+    number = "1234567890" * 3 + "12"  # 32 digits: espeak-ng still reads it as one number, in full
+    assert spell_long_digit_runs(f"ID {number}.") == f"ID {number}."
+    run = number + "3"  # 33: spelled out
+    assert spell_long_digit_runs(f"ID {run}, ok") == f"ID {' '.join(run)}, ok"
+    assert spell_long_digit_runs(f"A{run}B {run}") == f"A{' '.join(run)}B {' '.join(run)}"  # each run, in words too
+    fullwidth = run.translate({ord(d): 0xFF10 + int(d) for d in "0123456789"})
+    assert synthesis_calls(f"订单{fullwidth}。") == [f"订单{' '.join(run)}。"]  # speakable first, then spelled
+    calls = synthesis_calls("7" * 240)  # each digit counts two spoken words: 50 digits a call
+    assert [len(c.split()) for c in calls] == [CALL_MAX_WORDS // 2] * 4 + [40]
+    assert " ".join(calls) == " ".join("7" * 240)
+    assert synthesis_calls("Hello there.") == ["Hello there."]
+

@@ -314,6 +314,20 @@ def test_engine_a_text_dense_with_numbers_is_spoken_in_full_whole_and_streamed(p
     assert streamed.audio_seconds == pytest.approx(10 * ten, rel=0.06)
 
 
+@pytest.mark.parametrize("voice", ["en-us", "cmn", PIPER_VOICE])
+def test_engine_a_long_run_of_digits_is_spoken_in_full_whole_and_streamed(pipeline: Pipeline, voice: str) -> None:
+    # espeak-ng stopped reading a run of digits after about 41 (cmn: 48) and dropped the rest without a word:
+    # 100 digits gave 11.2 s of speech. Spelled out they are all said, as the same digits with spaces between.
+    run = "1234567890" * 10
+    expected = pipeline.synthesize(f"Order {' '.join(run)} is late.", voice=voice, max_seconds=600).audio_seconds
+    assert expected > 20  # about 0.28 s a digit
+    whole = pipeline.synthesize(f"Order {run} is late.", voice=voice, max_seconds=600)
+    assert whole.audio_seconds == pytest.approx(expected, rel=0.06) and not whole.truncated
+    streamed = pipeline.stream_speech(f"Order {run} is late.", voice=voice, max_seconds=600)
+    assert len(list(streamed)) >= 1
+    assert streamed.audio_seconds == pytest.approx(expected, rel=0.06)
+
+
 def test_engine_espeak_text_of_several_calls_keeps_its_phoneme_times_in_order() -> None:
     # /v1/talk's mouth reads the phoneme marks of the whole text: pieces joined must count from its start.
     engine = EspeakEngine()

@@ -19,7 +19,7 @@ import numpy as np
 from talker.engine_contract import Cancelled, ShouldStop, UnknownVoice, VoiceInfo
 from talker.tts import PhonemeMark, SynthesizedSpeech
 from talker.tts.prosody import EspeakParams, Prosody, espeak_params
-from talker.tts.segment import pause_after, speakable, split_for_streaming, split_long_clauses
+from talker.tts.segment import pause_after, split_for_streaming, synthesis_calls
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +285,7 @@ class EspeakEngine:
             raise UnknownVoice(voice_id)
         params = espeak_params(prosody)
         # Usually one call; a clause whose numbers expand too far for espeak-ng is cut into several (segment.py).
-        calls = [speakable(part).replace("\x00", " ").encode("utf-8") + b"\x00" for part in split_long_clauses(text)]
+        calls = [part.replace("\x00", " ").encode("utf-8") + b"\x00" for part in synthesis_calls(text)]
         with _LOCK.hold(urgent=urgent, wait=wait):  # urgent: a stream's first piece (SynthLock)
             lib, rate = _load_library()
             if _configured != (voice.espeak_name, params):

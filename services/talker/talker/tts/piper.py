@@ -26,7 +26,7 @@ from talker.accelerators import DevicePool
 from talker.engine_contract import Cancelled, ShouldStop, UnknownVoice, VoiceInfo
 from talker.tts import SynthesizedSpeech
 from talker.tts.prosody import Prosody, piper_params
-from talker.tts.segment import speakable, split_for_streaming, split_long_clauses
+from talker.tts.segment import split_for_streaming, synthesis_calls
 from talker.tts.wav import float_to_pcm16
 
 log = logging.getLogger(__name__)
@@ -286,7 +286,7 @@ class PiperEngine:
                 # Usually one call; a clause whose numbers expand too far for the espeak-ng phonemizer is cut into
                 # several (segment.py). chain() is lazy: each inference still runs inside watching() below.
                 sentences = itertools.chain.from_iterable(
-                    voice.synthesize(part, syn_config=syn) for part in split_long_clauses(speakable(piece)))
+                    voice.synthesize(part, syn_config=syn) for part in synthesis_calls(piece))
                 while True:
                     # The run can be stopped mid-inference: a long sentence takes Piper up to a second here.
                     with self._stopper.watching(should_stop, voice.session):  # type: ignore[attr-defined]
