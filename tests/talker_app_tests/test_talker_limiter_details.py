@@ -199,8 +199,10 @@ def test_talker_limiter_quick_thread_runs_what_came_before_shutdown_then_ends_an
     async def scenario() -> None:
         limiter = SynthesisLimiter(max_concurrency=2, max_queue=0)
         gate, started = threading.Event(), threading.Event()
+        lane: list[threading.Thread] = []
 
         def first() -> str:
+            lane.append(threading.current_thread())  # this limiter's quick thread (other tests' may be alive too)
             started.set()
             gate.wait(10)
             return "first"
@@ -215,7 +217,7 @@ def test_talker_limiter_quick_thread_runs_what_came_before_shutdown_then_ends_an
         with pytest.raises(RuntimeError, match="after shutdown"):
             await asyncio.wait_for(limiter.run(lambda stop: "job", 5, quick=lambda: "third"), 10)
         assert limiter.active == 0  # the refused one's slot went back
-        await poll_async(lambda: not any(t.name == "talker-quick" and t.is_alive() for t in threading.enumerate()))
+        await poll_async(lambda: not lane[0].is_alive())
 
     asyncio.run(scenario())
 
