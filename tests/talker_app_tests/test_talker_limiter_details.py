@@ -223,21 +223,24 @@ def test_talker_limiter_quick_thread_runs_what_came_before_shutdown_then_ends_an
 
 
 def test_talker_limiter_quick_thread_keeps_nothing_of_a_finished_job() -> None:
-    # A quick job's closure holds its request (text, audio): it must not stay alive while the thread waits.
-    class Quick:
-        def __call__(self) -> str:
-            return "answer"
+    # A quick job's closure holds its request (text) and its answer the audio: neither may stay alive while the
+    # thread waits for the next job.
+    class Answer:
+        pass
 
-    async def scenario() -> weakref.ref[Quick]:
+    class Quick:
+        def __call__(self) -> Answer:
+            return Answer()
+
+    async def scenario() -> None:
         limiter = SynthesisLimiter(max_concurrency=1, max_queue=0)
         quick = Quick()
-        ref = weakref.ref(quick)
-        assert await limiter.run(lambda stop: "job", 5, quick=quick) == "answer"
-        del quick
+        answer = await limiter.run(lambda stop: Answer(), 5, quick=quick)
+        refs = [weakref.ref(quick), weakref.ref(answer)]
+        del quick, answer
         gc.collect()
-        await poll_async(lambda: ref() is None)  # the thread has dropped it by the time it waits for the next
+        await poll_async(lambda: all(ref() is None for ref in refs))
         limiter.shutdown()
-        return ref
 
     asyncio.run(scenario())
 

@@ -307,14 +307,17 @@ class QuickLane:
 
     def _serve(self) -> None:
         while (item := self._calls.get()) is not self._STOP:
-            call, returned = item
-            try:
-                result = call()
-            except BaseException as exc:  # handed to the caller, re-raised there
-                returned(None, exc)
-            else:
-                returned(result, None)
-            del item, call, returned  # nothing of a finished call stays referenced while the thread waits
+            self._run(*item)
+            del item  # nothing of a finished call (its closure, its answer) stays referenced while the thread waits
+
+    @staticmethod
+    def _run(call: Callable[[], T], returned: Callable[[T | None, BaseException | None], None]) -> None:
+        try:
+            result = call()
+        except BaseException as exc:  # handed to the caller, re-raised there
+            returned(None, exc)
+        else:
+            returned(result, None)
 
 
 def _consume_exception(future: asyncio.Future[object]) -> None:
