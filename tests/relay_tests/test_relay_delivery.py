@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from dingtalk_relay.client import DingTalkClient
+from dingtalk_relay.delivery import DeliveryPolicy, DeliveryResult, TargetDispatcher
+from dingtalk_relay.metrics import RelayMetrics
+from dingtalk_relay.models import WebhookPayload
+from dingtalk_relay.ratelimit import TokenBucket
+from dingtalk_relay.render import AlertView, MessageRenderer
 from dingtalk_relay.settings import RelaySettings
+from dingtalk_relay.targets import Target
 from dingtalk_standin.server import DingTalkStandin, Robot
+from pydantic import SecretStr
 from relay_tests.relay_helpers import (
     AUTH,
     PLAIN_TOKEN,
@@ -52,6 +62,37 @@ def distinct_bodies(count: int) -> list[dict[str, Any]]:
         body["alerts"][0]["annotations"]["description"] = "短描述"
         bodies.append(body)
     return bodies
+
+
+@dataclass
+class Dispatch:
+    dispatcher: TargetDispatcher
+    alerts: list[AlertView]  # real_payload(), rendered
+    metrics: RelayMetrics
+
+    async def deliver(self, deadline_s: float) -> DeliveryResult:
+        return await self.dispatcher.deliver_alerts(self.alerts, upstream_truncated=0, deadline_s=deadline_s)
+
+    def exposition(self) -> str:
+        return self.metrics.exposition().decode()
+
+
+@contextlib.asynccontextmanager
+async def dispatching(dingtalk: Callable[[httpx.Request], Any], policy: DeliveryPolicy) -> AsyncIterator[Dispatch]:
+    """A started TargetDispatcher for target "default" whose DingTalk is `dingtalk` (an httpx MockTransport
+    handler), 600 messages a minute, with metrics of its own; stopped on the way out."""
+    renderer = MessageRenderer(timezone="Asia/Shanghai", max_body_bytes=19000)
+    alerts = renderer.views(WebhookPayload.model_validate(real_payload()))
+    relay_metrics = RelayMetrics()
+    relay_metrics.init_targets(["default"])
+    async with httpx.AsyncClient(transport=httpx.MockTransport(dingtalk)) as http:
+        dispatcher = TargetDispatcher(Target(name="default", token=SecretStr("t")), DingTalkClient(http), renderer,
+                                      TokenBucket(600, 10), relay_metrics, policy)
+        dispatcher.start()
+        try:
+            yield Dispatch(dispatcher, alerts, relay_metrics)
+        finally:
+            await dispatcher.stop()
 
 
 def test_relay_dingtalk_down_gives_5xx_within_the_deadline(
@@ -268,14 +309,6 @@ def test_relay_hard_byte_cap_keeps_a_message_dingtalk_would_refuse_deliverable(
 def test_relay_dispatcher_stop_cancels_the_send_and_answers_queued_callers_503():
     """Shutdown: the DingTalk request in flight is cancelled; its caller and the callers still queued get 503
     (Alertmanager retries against the next relay process), nothing waits for its deadline."""
-    from dingtalk_relay.client import DingTalkClient
-    from dingtalk_relay.delivery import DeliveryPolicy, TargetDispatcher
-    from dingtalk_relay.metrics import RelayMetrics
-    from dingtalk_relay.models import WebhookPayload
-    from dingtalk_relay.ratelimit import TokenBucket
-    from dingtalk_relay.render import MessageRenderer
-    from dingtalk_relay.targets import Target
-    from pydantic import SecretStr
 
     async def scenario() -> tuple[bool, Any, Any, str]:
         in_flight, cancelled = asyncio.Event(), asyncio.Event()
@@ -289,23 +322,15 @@ def test_relay_dispatcher_stop_cancels_the_send_and_answers_queued_callers_503()
                 raise
             return httpx.Response(200)
 
-        renderer = MessageRenderer(timezone="Asia/Shanghai", max_body_bytes=19000)
-        views = renderer.views(WebhookPayload.model_validate(real_payload()))
-        async with httpx.AsyncClient(transport=httpx.MockTransport(hanging_dingtalk)) as http:
-            target = Target(name="default", token=SecretStr("t"))
-            relay_metrics = RelayMetrics()
-            relay_metrics.init_targets(["default"])
-            dispatcher = TargetDispatcher(target, DingTalkClient(http), renderer, TokenBucket(600, 10), relay_metrics,
-                                          DeliveryPolicy(http_timeout=60))
-            dispatcher.start()
-            first = asyncio.create_task(dispatcher.deliver_alerts(views, upstream_truncated=0, deadline_s=60))
+        async with dispatching(hanging_dingtalk, DeliveryPolicy(http_timeout=60)) as d:
+            first = asyncio.create_task(d.deliver(deadline_s=60))
             await asyncio.wait_for(in_flight.wait(), 10)
-            queued = asyncio.create_task(dispatcher.deliver_alerts(views, upstream_truncated=0, deadline_s=60))
+            queued = asyncio.create_task(d.deliver(deadline_s=60))
             await asyncio.sleep(0.05)
-            await asyncio.wait_for(dispatcher.stop(), 5)
+            await asyncio.wait_for(d.dispatcher.stop(), 5)
             result = await asyncio.wait_for(queued, 5)
             sending = await asyncio.wait_for(first, 5)
-            return cancelled.is_set(), sending, result, relay_metrics.exposition().decode()
+            return cancelled.is_set(), sending, result, d.exposition()
 
     was_cancelled, sending, result, exposition = asyncio.run(scenario())
     assert was_cancelled
@@ -318,14 +343,6 @@ def test_relay_dispatcher_stop_cancels_the_send_and_answers_queued_callers_503()
 def _dispatch_past_deadline(answers: list[httpx.Response]) -> tuple[Any, Any, list[bytes], str]:
     """Two notifications through a real dispatcher: the first with a 0.1 s deadline whose DingTalk request takes
     0.4 s (its deadline passes while it is in flight), then a second one. DingTalk answers `answers` in turn."""
-    from dingtalk_relay.client import DingTalkClient
-    from dingtalk_relay.delivery import DeliveryPolicy, TargetDispatcher
-    from dingtalk_relay.metrics import RelayMetrics
-    from dingtalk_relay.models import WebhookPayload
-    from dingtalk_relay.ratelimit import TokenBucket
-    from dingtalk_relay.render import MessageRenderer
-    from dingtalk_relay.targets import Target
-    from pydantic import SecretStr
 
     calls: list[bytes] = []
 
@@ -336,19 +353,10 @@ def _dispatch_past_deadline(answers: list[httpx.Response]) -> tuple[Any, Any, li
                 await asyncio.sleep(0.4)  # a slow DingTalk, not synchronisation: the test waits on results
             return answers[len(calls) - 1]
 
-        renderer = MessageRenderer(timezone="Asia/Shanghai", max_body_bytes=19000)
-        views = renderer.views(WebhookPayload.model_validate(real_payload()))
-        relay_metrics = RelayMetrics()
-        relay_metrics.init_targets(["default"])
-        async with httpx.AsyncClient(transport=httpx.MockTransport(slow_dingtalk)) as http:
-            dispatcher = TargetDispatcher(Target(name="default", token=SecretStr("t")), DingTalkClient(http), renderer,
-                                          TokenBucket(600, 10), relay_metrics,
-                                          DeliveryPolicy(http_timeout=5, retry_initial_backoff=0.01))
-            dispatcher.start()
-            first = await dispatcher.deliver_alerts(views, upstream_truncated=0, deadline_s=0.1)
-            second = await dispatcher.deliver_alerts(views, upstream_truncated=0, deadline_s=10)
-            await dispatcher.stop()
-        return first, second, relay_metrics.exposition().decode()
+        async with dispatching(slow_dingtalk, DeliveryPolicy(http_timeout=5, retry_initial_backoff=0.01)) as d:
+            first = await d.deliver(deadline_s=0.1)
+            second = await d.deliver(deadline_s=10)
+        return first, second, d.exposition()
 
     first, second, exposition = asyncio.run(scenario())
     return first, second, calls, exposition
@@ -379,31 +387,15 @@ def test_relay_in_flight_send_that_fails_past_the_deadline_is_answered_503_and_n
 
 
 def test_relay_dispatcher_success_result_and_delivery_duration():
-    from dingtalk_relay.client import DingTalkClient
-    from dingtalk_relay.delivery import DeliveryPolicy, DeliveryResult, TargetDispatcher
-    from dingtalk_relay.metrics import RelayMetrics
-    from dingtalk_relay.models import WebhookPayload
-    from dingtalk_relay.ratelimit import TokenBucket
-    from dingtalk_relay.render import MessageRenderer
-    from dingtalk_relay.targets import Target
-    from pydantic import SecretStr
 
     async def scenario() -> tuple[Any, str]:
         async def dingtalk(request: httpx.Request) -> httpx.Response:
             await asyncio.sleep(0.2)
             return httpx.Response(200, json={"errcode": 0, "errmsg": "ok"})
 
-        renderer = MessageRenderer(timezone="Asia/Shanghai", max_body_bytes=19000)
-        views = renderer.views(WebhookPayload.model_validate(real_payload()))
-        relay_metrics = RelayMetrics()
-        relay_metrics.init_targets(["default"])
-        async with httpx.AsyncClient(transport=httpx.MockTransport(dingtalk)) as http:
-            dispatcher = TargetDispatcher(Target(name="default", token=SecretStr("t")), DingTalkClient(http), renderer,
-                                          TokenBucket(600, 10), relay_metrics, DeliveryPolicy())
-            dispatcher.start()
-            result = await dispatcher.deliver_alerts(views, upstream_truncated=0, deadline_s=10)
-            await dispatcher.stop()
-        return result, relay_metrics.exposition().decode()
+        async with dispatching(dingtalk, DeliveryPolicy()) as d:
+            result = await d.deliver(deadline_s=10)
+        return result, d.exposition()
 
     result, exposition = asyncio.run(scenario())
     assert result == DeliveryResult(ok=True, status_code=200, reason="sent", errcode=0)
@@ -432,14 +424,6 @@ def test_relay_dispatcher_bug_fails_its_batch_with_503_and_keeps_serving(caplog:
     """Something below the client raises what nobody expects (here the HTTP transport, not an httpx error): the
     batch's callers get 503 "internal relay error" (Alertmanager retries), counted failed and logged with the
     traceback, and the target's queue lives on: the next notification is delivered."""
-    from dingtalk_relay.client import DingTalkClient
-    from dingtalk_relay.delivery import DeliveryPolicy, DeliveryResult, TargetDispatcher
-    from dingtalk_relay.metrics import RelayMetrics
-    from dingtalk_relay.models import WebhookPayload
-    from dingtalk_relay.ratelimit import TokenBucket
-    from dingtalk_relay.render import MessageRenderer
-    from dingtalk_relay.targets import Target
-    from pydantic import SecretStr
 
     calls: list[bytes] = []
 
@@ -450,18 +434,10 @@ def test_relay_dispatcher_bug_fails_its_batch_with_503_and_keeps_serving(caplog:
         return httpx.Response(200, json={"errcode": 0, "errmsg": "ok"})
 
     async def scenario() -> tuple[DeliveryResult, DeliveryResult, str]:
-        renderer = MessageRenderer(timezone="Asia/Shanghai", max_body_bytes=19000)
-        views = renderer.views(WebhookPayload.model_validate(real_payload()))
-        relay_metrics = RelayMetrics()
-        relay_metrics.init_targets(["default"])
-        async with httpx.AsyncClient(transport=httpx.MockTransport(dingtalk)) as http:
-            dispatcher = TargetDispatcher(Target(name="default", token=SecretStr("t")), DingTalkClient(http), renderer,
-                                          TokenBucket(600, 10), relay_metrics, DeliveryPolicy())
-            dispatcher.start()
-            failed = await dispatcher.deliver_alerts(views, upstream_truncated=0, deadline_s=10)
-            sent = await dispatcher.deliver_alerts(views, upstream_truncated=0, deadline_s=10)
-            await dispatcher.stop()
-        return failed, sent, relay_metrics.exposition().decode()
+        async with dispatching(dingtalk, DeliveryPolicy()) as d:
+            failed = await d.deliver(deadline_s=10)
+            sent = await d.deliver(deadline_s=10)
+        return failed, sent, d.exposition()
 
     with caplog.at_level(logging.ERROR, logger="dingtalk_relay"):
         failed, sent, exposition = asyncio.run(scenario())
