@@ -291,8 +291,7 @@ class QuickLane:
     def __init__(self, name: str) -> None:
         self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
-        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
 
     def submit(self, call: Callable[[], T], returned: Callable[[T | None, BaseException | None], None]) -> None:
         """Run call() on the thread, then returned(result, None), or returned(None, exception) if it raised."""

@@ -44,7 +44,7 @@ _WORD_EDGES = "\"'“”‘’()[]{}¿¡"
 
 # Fullwidth digits and Latin letters (U+FF10-FF19, U+FF21-FF3A, U+FF41-FF5A), common in Chinese text, to their
 # ASCII forms: espeak-ng says nothing for a fullwidth digit and spells a fullwidth word letter by letter.
-# Character for character, so positions in the text (espeak's phoneme marks) stay where they were.
+# Character for character: everything else in the text is left as it is.
 # Fullwidth punctuation is left alone: the voices pause on it as on its ASCII form.
 _FULLWIDTH_TO_ASCII = str.maketrans({
     **{0xFF10 + i: 0x30 + i for i in range(10)},
